@@ -1,0 +1,186 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"ocf-csync/ocf"
+	"ocf-csync/syncer/config"
+	"ocf-csync/syncer/state"
+)
+
+// Env is everything Main takes from the process, so tests can run it in-process.
+type Env struct {
+	Stdin   io.Reader
+	Stdout  io.Writer
+	Stderr  io.Writer
+	Environ []string
+}
+
+func (e Env) getenv(k string) string { return ocf.NewEnv(e.Environ).Get(k) }
+
+const defaultConfig = "/etc/ocf-csync.cfg"
+
+// errUsage marks command-line mistakes (exit 2 in CLI mode).
+var errUsage = errors.New("usage error")
+
+func usagef(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", errUsage, fmt.Sprintf(format, args...))
+}
+
+// Main runs ocf-csync with args (args[0] is the program name).
+func Main(ctx context.Context, env Env, args []string) error {
+	app := newApp(env)
+	return app.RunContext(ctx, args)
+}
+
+func newApp(env Env) *cli.App {
+	return &cli.App{
+		Name:            "ocf-csync",
+		Usage:           "keep directories identical on the nodes of an HA cluster (csync2-compatible)",
+		Version:         version,
+		Writer:          env.Stdout,
+		ErrWriter:       env.Stderr,
+		HideHelpCommand: true,
+		ExitErrHandler:  func(*cli.Context, error) {}, // exit codes come from ExitCode, never from cli
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Value: defaultConfig, EnvVars: []string{"OCF_CSYNC_CONFIG"}, Usage: "csync2-syntax config `FILE`"},
+			&cli.StringFlag{Name: "node", Aliases: []string{"N"}, EnvVars: []string{"OCF_CSYNC_NODE"}, Usage: "this node's `NAME` as in the config's host lines (default: crm_node -n, then the hostname)"},
+			&cli.StringFlag{Name: "state-dir", EnvVars: []string{"OCF_CSYNC_STATE_DIR"}, Usage: "state database `DIR` (default /var/lib/ocf-csync/<config name>)"},
+			&cli.IntFlag{Name: "lock-timeout", Value: -1, Usage: "seconds to wait for the state database (default: the config's lock-timeout, 12)"},
+			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Count: new(int), Usage: "more output; repeat for debug"},
+			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "only errors"},
+			&cli.BoolFlag{Name: "json", Usage: "machine-readable output where the output is data"},
+		},
+		Commands: []*cli.Command{
+			configCommand(env),
+			checkCommand(env),
+			markCommand(env),
+			listCommand(env),
+			rebuildCommand(env),
+		},
+		Before: func(c *cli.Context) error {
+			c.Context = withLogger(c.Context, newLogger(env.Stderr, verbosity(c)))
+			return nil
+		},
+		CommandNotFound: func(c *cli.Context, name string) {
+			fmt.Fprintf(env.Stderr, "ocf-csync: unknown command %q; run 'ocf-csync --help'\n", name)
+		},
+	}
+}
+
+const version = "0.1.0-dev"
+
+func verbosity(c *cli.Context) int {
+	if c.Bool("quiet") {
+		return -1
+	}
+	return c.Count("verbose")
+}
+
+type loggerKey struct{}
+
+func withLogger(ctx context.Context, l *slog.Logger) context.Context {
+	return context.WithValue(ctx, loggerKey{}, l)
+}
+
+func logger(ctx context.Context) *slog.Logger {
+	if l, ok := ctx.Value(loggerKey{}).(*slog.Logger); ok {
+		return l
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+func newLogger(w io.Writer, v int) *slog.Logger {
+	level := slog.LevelWarn
+	switch {
+	case v < 0:
+		level = slog.LevelError
+	case v == 1:
+		level = slog.LevelInfo
+	case v >= 2:
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
+}
+
+// nodeName resolves this node's name: --node, then crm_node -n, then the
+// hostname (DESIGN §2).
+func nodeName(ctx context.Context, c *cli.Context) (string, error) {
+	if n := c.String("node"); n != "" {
+		return strings.ToLower(n), nil
+	}
+	if path, err := exec.LookPath("crm_node"); err == nil {
+		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		defer cancel()
+		out, err := exec.CommandContext(cctx, path, "-n").Output()
+		if n := strings.TrimSpace(string(out)); err == nil && n != "" {
+			return strings.ToLower(n), nil
+		}
+	}
+	h, err := os.Hostname()
+	if err != nil {
+		return "", fmt.Errorf("find this node's name: %w (give --node)", err)
+	}
+	return strings.ToLower(h), nil
+}
+
+// loaded is a parsed config seen from this node.
+type loaded struct {
+	path string
+	cfg  *config.Config
+	view *config.NodeView
+}
+
+func loadConfig(ctx context.Context, c *cli.Context) (*loaded, error) {
+	path := c.String("config")
+	cfg, err := config.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	for _, w := range cfg.Warnings {
+		logger(ctx).Warn("config", "warning", w.String())
+	}
+	name, err := nodeName(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	view, err := cfg.Node(name)
+	if err != nil {
+		return nil, err
+	}
+	return &loaded{path: path, cfg: cfg, view: view}, nil
+}
+
+// stateDir is --state-dir, else /var/lib/ocf-csync/<config file name sans .cfg>.
+func stateDir(c *cli.Context, cfgPath string) string {
+	if d := c.String("state-dir"); d != "" {
+		return d
+	}
+	base := strings.TrimSuffix(filepath.Base(cfgPath), ".cfg")
+	return filepath.Join("/var/lib/ocf-csync", base)
+}
+
+func openStore(ctx context.Context, c *cli.Context, l *loaded, rebuild bool) (*state.Store, error) {
+	timeout := l.cfg.LockTimeout
+	if s := c.Int("lock-timeout"); s >= 0 {
+		timeout = time.Duration(s) * time.Second
+	}
+	return state.Open(ctx, state.Options{
+		Dir:          stateDir(c, l.path),
+		Node:         l.view.Name,
+		LockTimeout:  timeout,
+		Logger:       logger(ctx).With("component", "state"),
+		AllowRebuild: rebuild,
+	})
+}

@@ -1,0 +1,133 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+
+	"github.com/urfave/cli/v2"
+
+	"ocf-csync/syncer/scan"
+)
+
+func configCommand(env Env) *cli.Command {
+	return &cli.Command{
+		Name:  "config",
+		Usage: "work with the configuration",
+		Subcommands: []*cli.Command{{
+			Name:  "check",
+			Usage: "validate the config and print what it means for this node",
+			Action: func(c *cli.Context) error {
+				l, err := loadConfig(c.Context, c)
+				if err != nil {
+					return err
+				}
+				sum := l.view.Summary()
+				if c.Bool("json") {
+					enc := json.NewEncoder(env.Stdout)
+					enc.SetIndent("", "  ")
+					return enc.Encode(sum)
+				}
+				return sum.WriteText(env.Stdout)
+			},
+		}},
+	}
+}
+
+func absPaths(args []string) ([]string, error) {
+	out := make([]string, 0, len(args))
+	for _, a := range args {
+		p, err := filepath.Abs(a)
+		if err != nil {
+			return nil, fmt.Errorf("resolve %q: %w", a, err)
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+func checkCommand(env Env) *cli.Command {
+	return &cli.Command{
+		Name:      "check",
+		Usage:     "scan for changes and mark them dirty for the peers (csync2 -c, -cr, -cIr)",
+		ArgsUsage: "[PATH...]",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "recursive", Aliases: []string{"r"}, Usage: "descend into the given directories"},
+			&cli.BoolFlag{Name: "init", Aliases: []string{"I"}, Usage: "record the current state without marking anything dirty (csync2 -cIr)"},
+			&cli.BoolFlag{Name: "force", Aliases: []string{"F"}, Usage: "mark new dirty entries as forced"},
+		},
+		Action: func(c *cli.Context) error {
+			ctx := c.Context
+			l, err := loadConfig(ctx, c)
+			if err != nil {
+				return err
+			}
+			paths, err := absPaths(c.Args().Slice())
+			if err != nil {
+				return err
+			}
+			st, err := openStore(ctx, c, l, false)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			recursive := c.Bool("recursive") || len(paths) == 0
+			res, err := scan.Check(ctx, st, l.view, paths, recursive, scan.Options{
+				Ignore: l.cfg.Ignore, Init: c.Bool("init"), Force: c.Bool("force"),
+				Logger: logger(ctx).With("component", "scan"),
+			})
+			if err != nil {
+				return err
+			}
+			for _, e := range res.Errors {
+				fmt.Fprintf(env.Stderr, "ocf-csync: warning: %v\n", e)
+			}
+			if c.Bool("json") {
+				return json.NewEncoder(env.Stdout).Encode(res)
+			}
+			if verbosity(c) >= 0 {
+				fmt.Fprintf(env.Stdout, "checked %d entries: %d new, %d changed (%d metadata only), %d deleted; %d dirty entries added\n",
+					res.Scanned, res.New, res.Changed, res.MetaOnly, res.Deleted, res.Dirtied)
+			}
+			return nil
+		},
+	}
+}
+
+func markCommand(env Env) *cli.Command {
+	return &cli.Command{
+		Name:      "mark",
+		Usage:     "mark files dirty for every peer without checking them (csync2 -m)",
+		ArgsUsage: "PATH...",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "recursive", Aliases: []string{"r"}, Usage: "also every recorded file below PATH"},
+		},
+		Action: func(c *cli.Context) error {
+			ctx := c.Context
+			if c.NArg() == 0 {
+				return usagef("mark needs at least one PATH")
+			}
+			l, err := loadConfig(ctx, c)
+			if err != nil {
+				return err
+			}
+			paths, err := absPaths(c.Args().Slice())
+			if err != nil {
+				return err
+			}
+			st, err := openStore(ctx, c, l, false)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			n, err := scan.Mark(ctx, st, l.view, paths, c.Bool("recursive"), scan.Options{Ignore: l.cfg.Ignore, Logger: logger(ctx)})
+			if err != nil {
+				return err
+			}
+			if verbosity(c) >= 0 {
+				fmt.Fprintf(env.Stdout, "marked %d dirty entries\n", n)
+			}
+			return nil
+		},
+	}
+}

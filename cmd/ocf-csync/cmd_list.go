@@ -1,0 +1,174 @@
+package main
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/urfave/cli/v2"
+
+	"ocf-csync/syncer/scan"
+	"ocf-csync/syncer/state"
+)
+
+// displayPath prints a path as is when it is plain text, else Go-quoted so
+// a newline or invalid UTF-8 in a name cannot break the line format.
+func displayPath(p string) string {
+	if !utf8.ValidString(p) {
+		return strconv.Quote(p)
+	}
+	for _, r := range p {
+		if unicode.IsControl(r) {
+			return strconv.Quote(p)
+		}
+	}
+	if len(p) > 0 && (p[0] == '"' || p[len(p)-1] == ' ') {
+		return strconv.Quote(p)
+	}
+	return p
+}
+
+type fileJSON struct {
+	Path   string `json:"path"`
+	Kind   string `json:"kind"`
+	Mode   string `json:"mode"`
+	UID    uint32 `json:"uid"`
+	GID    uint32 `json:"gid"`
+	Size   int64  `json:"size"`
+	Mtime  string `json:"mtime"`
+	Target string `json:"target,omitempty"`
+	SHA256 string `json:"sha256,omitempty"`
+}
+
+func recordJSON(path string, r *state.FileRecord) fileJSON {
+	f := fileJSON{Path: path, Kind: r.Kind.String(), Mode: fmt.Sprintf("%04o", r.Mode), UID: r.UID, GID: r.GID,
+		Size: r.Size, Mtime: time.Unix(0, r.MtimeNs).UTC().Format(time.RFC3339Nano), Target: r.Target}
+	if r.Kind == state.KindReg {
+		f.SHA256 = hex.EncodeToString(r.Hash[:])
+	}
+	return f
+}
+
+func listCommand(env Env) *cli.Command {
+	return &cli.Command{
+		Name:      "list",
+		Usage:     "list what the state database holds: files (csync2 -L) or dirty entries (csync2 -M)",
+		ArgsUsage: "files|dirty",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "peer", Aliases: []string{"P"}, Usage: "only this peer's dirty entries"},
+		},
+		Action: func(c *cli.Context) error {
+			ctx := c.Context
+			what := c.Args().First()
+			if c.NArg() != 1 || (what != "files" && what != "dirty") {
+				return usagef("list needs one argument: files or dirty")
+			}
+			l, err := loadConfig(ctx, c)
+			if err != nil {
+				return err
+			}
+			st, err := openStore(ctx, c, l, false)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			asJSON := c.Bool("json")
+			enc := json.NewEncoder(env.Stdout)
+			n := 0
+			if what == "files" {
+				err = st.WalkFiles("/", func(p string, r *state.FileRecord) error {
+					n++
+					if asJSON {
+						return enc.Encode(recordJSON(p, r))
+					}
+					_, err := fmt.Fprintf(env.Stdout, "%s\t%s\n", checktxt(r), displayPath(p))
+					return err
+				})
+			} else {
+				peers, perr := st.DirtyPeers()
+				if perr != nil {
+					return perr
+				}
+				for _, peer := range peers {
+					if pf := c.String("peer"); pf != "" && pf != peer {
+						continue
+					}
+					err = st.Dirty(peer, func(p string, d state.DirtyRecord) error {
+						n++
+						if asJSON {
+							return enc.Encode(map[string]any{"peer": peer, "path": p, "forced": d.Forced,
+								"marked": time.Unix(0, d.MarkedNs).UTC().Format(time.RFC3339Nano)})
+						}
+						flag := "-"
+						if d.Forced {
+							flag = "forced"
+						}
+						_, err := fmt.Fprintf(env.Stdout, "%s\t%s\t%s\t%s\n", flag, l.view.Name, peer, displayPath(p))
+						return err
+					})
+					if err != nil {
+						break
+					}
+				}
+			}
+			if err != nil {
+				return err
+			}
+			if n == 0 {
+				return exitStatus(2) // csync2 -L/-M: 2 when empty
+			}
+			return nil
+		},
+	}
+}
+
+// checktxt is a readable one-line summary of a record, in the spirit of
+// csync2's checktxt but with ns mtimes and the content hash.
+func checktxt(r *state.FileRecord) string {
+	s := fmt.Sprintf("v1:mtime=%d:mode=%04o:uid=%d:gid=%d:type=%s", r.MtimeNs, r.Mode, r.UID, r.GID, r.Kind)
+	switch r.Kind {
+	case state.KindReg:
+		s += fmt.Sprintf(":size=%d:sha256=%x", r.Size, r.Hash[:8])
+	case state.KindSymlink:
+		s += ":target=" + strconv.Quote(r.Target)
+	case state.KindChr, state.KindBlk:
+		s += fmt.Sprintf(":dev=%d", r.Rdev)
+	}
+	return s
+}
+
+func rebuildCommand(env Env) *cli.Command {
+	return &cli.Command{
+		Name:  "rebuild",
+		Usage: "rebuild a lost or corrupt state database from a scan (never marks anything dirty or deleted)",
+		Action: func(c *cli.Context) error {
+			ctx := c.Context
+			l, err := loadConfig(ctx, c)
+			if err != nil {
+				return err
+			}
+			st, err := openStore(ctx, c, l, true)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			if err := st.Reset(); err != nil {
+				return fmt.Errorf("reset state db %q: %w", st.Dir(), err)
+			}
+			res, err := scan.Check(ctx, st, l.view, nil, true, scan.Options{Ignore: l.cfg.Ignore, Init: true, Logger: logger(ctx)})
+			if err != nil {
+				return err
+			}
+			if err := st.Sync(); err != nil {
+				return err
+			}
+			fmt.Fprintf(env.Stdout, "rebuilt %s: %d entries recorded; nothing was marked dirty or deleted.\n", st.Dir(), res.Scanned)
+			fmt.Fprintln(env.Stdout, "The agreed versions with peers are unknown now: the next sync treats every difference as a conflict to review.")
+			return nil
+		},
+	}
+}

@@ -1,0 +1,214 @@
+package delta
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+
+	"golang.org/x/crypto/blake2b"
+	"golang.org/x/crypto/md4"
+)
+
+// Signature is a parsed, validated librsync signature: one weak rollsum and
+// one strong sum per block of the basis, plus a hash index on the weak sums
+// that keeps every block (colliding weak sums chain instead of overwriting).
+type Signature struct {
+	magic     uint32
+	blockLen  uint32
+	strongLen uint32
+	weak      []uint32
+	strong    []byte // len(weak)*strongLen bytes
+
+	// Chained hash index: head[h] is the lowest block whose weak sum hashes
+	// to h, next[i] the following block in the same bucket, -1 ends a chain.
+	head  []int32
+	next  []int32
+	shift uint32
+}
+
+// BlockLen is the block length the signature was made with.
+func (s *Signature) BlockLen() uint32 { return s.blockLen }
+
+// StrongLen is the number of strong-sum bytes kept per block.
+func (s *Signature) StrongLen() uint32 { return s.strongLen }
+
+// Blocks is the number of basis blocks in the signature.
+func (s *Signature) Blocks() int { return len(s.weak) }
+
+// WriteSignature writes the signature of basis (basisSize bytes, used only to
+// pick the block length) to w: BLAKE2 magic, 32-byte strong sums, block
+// length BlockLen(basisSize). The output equals
+// `rdiff -b BlockLen(basisSize) -S 32 -H blake2 -R rollsum signature`.
+// It streams: memory use does not grow with the basis.
+func WriteSignature(basis io.Reader, basisSize int64, w io.Writer) error {
+	return writeSignature(basis, BlockLen(basisSize), w)
+}
+
+func writeSignature(basis io.Reader, blockLen uint32, w io.Writer) error {
+	bw := bufio.NewWriterSize(w, 64<<10)
+	var hdr [12]byte
+	binary.BigEndian.PutUint32(hdr[0:], magicBlake2Sig)
+	binary.BigEndian.PutUint32(hdr[4:], blockLen)
+	binary.BigEndian.PutUint32(hdr[8:], StrongLen)
+	if _, err := bw.Write(hdr[:]); err != nil {
+		return fmt.Errorf("write signature header: %w", err)
+	}
+	block := make([]byte, blockLen)
+	var ent [4 + StrongLen]byte
+	for {
+		n, err := io.ReadFull(basis, block)
+		if n > 0 {
+			s1, s2 := rollsum(block[:n])
+			binary.BigEndian.PutUint32(ent[:4], uint32(s2)<<16|uint32(s1))
+			sum := blake2b.Sum256(block[:n])
+			copy(ent[4:], sum[:])
+			if _, werr := bw.Write(ent[:]); werr != nil {
+				return fmt.Errorf("write signature: %w", werr)
+			}
+		}
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("read basis for signature: %w", err)
+		}
+	}
+	if err := bw.Flush(); err != nil {
+		return fmt.Errorf("write signature: %w", err)
+	}
+	return nil
+}
+
+// ReadSignature parses a signature from r, reading to EOF (frame it on a
+// shared stream, e.g. with io.LimitReader). The 12-byte header is validated
+// before anything is allocated, and a signature longer than limit bytes is
+// refused.
+func ReadSignature(r io.Reader, limit int64) (*Signature, error) {
+	var hdr [12]byte
+	if limit < int64(len(hdr)) {
+		return nil, fmt.Errorf("read signature: limit %d is smaller than the 12-byte header", limit)
+	}
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return nil, fmt.Errorf("read signature header: truncated (%w)", io.ErrUnexpectedEOF)
+		}
+		return nil, fmt.Errorf("read signature header: %w", err)
+	}
+	s := &Signature{
+		magic:     binary.BigEndian.Uint32(hdr[0:]),
+		blockLen:  binary.BigEndian.Uint32(hdr[4:]),
+		strongLen: binary.BigEndian.Uint32(hdr[8:]),
+	}
+	maxStrong := uint32(0)
+	switch s.magic {
+	case magicBlake2Sig:
+		maxStrong = blake2b.Size256
+	case magicMD4Sig:
+		maxStrong = md4.Size
+	case magicRkMD4, magicRkBlake2:
+		return nil, fmt.Errorf("read signature: magic %#08x uses the RabinKarp rollsum, which is not supported; generate it with `rdiff -R rollsum`", s.magic)
+	default:
+		return nil, fmt.Errorf("read signature: bad magic %#08x (not a librsync rollsum signature)", s.magic)
+	}
+	if s.blockLen < minSigBlockLen || s.blockLen > maxSigBlockLen {
+		return nil, fmt.Errorf("read signature: block length %d outside [%d, %d]", s.blockLen, minSigBlockLen, maxSigBlockLen)
+	}
+	if s.strongLen < 1 || s.strongLen > maxStrong {
+		return nil, fmt.Errorf("read signature: strong sum length %d outside [1, %d]", s.strongLen, maxStrong)
+	}
+
+	entLen := int64(4 + s.strongLen)
+	body := limit - int64(len(hdr))
+	br := bufio.NewReaderSize(io.LimitReader(r, body+1), 64<<10)
+	ent := make([]byte, entLen)
+	var read int64
+	for {
+		n, err := io.ReadFull(br, ent)
+		read += int64(n)
+		if read > body {
+			return nil, fmt.Errorf("read signature: longer than the %d-byte limit", limit)
+		}
+		if err == io.EOF {
+			break
+		}
+		if err == io.ErrUnexpectedEOF {
+			return nil, fmt.Errorf("read signature: truncated in block %d (%d of %d bytes)", len(s.weak), n, entLen)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read signature block %d: %w", len(s.weak), err)
+		}
+		s.weak = append(s.weak, binary.BigEndian.Uint32(ent))
+		s.strong = append(s.strong, ent[4:]...)
+	}
+	if len(s.weak) > math.MaxInt32 {
+		return nil, fmt.Errorf("read signature: %d blocks is too many", len(s.weak))
+	}
+	s.index()
+	return s, nil
+}
+
+// index builds the chained hash table over the weak sums. Blocks are inserted
+// from last to first so each chain lists blocks in ascending order, which
+// makes the match choice deterministic.
+func (s *Signature) index() {
+	n := len(s.weak)
+	bits := uint32(4)
+	for 1<<bits < 2*n {
+		bits++
+	}
+	s.shift = 32 - bits
+	s.head = make([]int32, 1<<bits)
+	for i := range s.head {
+		s.head[i] = -1
+	}
+	s.next = make([]int32, n)
+	for i := n - 1; i >= 0; i-- {
+		h := s.bucket(s.weak[i])
+		s.next[i] = s.head[h]
+		s.head[h] = int32(i)
+	}
+}
+
+func (s *Signature) bucket(weak uint32) uint32 {
+	return (weak * 0x9E3779B1) >> s.shift
+}
+
+func (s *Signature) strongOf(i int32) []byte {
+	o := int(i) * int(s.strongLen)
+	return s.strong[o : o+int(s.strongLen)]
+}
+
+// strongSum returns the strong sum of data truncated to the signature's
+// strong length.
+func (s *Signature) strongSum(data []byte, dst *[32]byte) []byte {
+	switch s.magic {
+	case magicMD4Sig:
+		h := md4.New()
+		h.Write(data)
+		h.Sum(dst[:0])
+	default:
+		*dst = blake2b.Sum256(data)
+	}
+	return dst[:s.strongLen]
+}
+
+// equalStrong compares a candidate block's stored strong sum.
+func (s *Signature) equalStrong(i int32, sum []byte) bool {
+	return bytes.Equal(s.strongOf(i), sum)
+}
+
+// rollsum is librsync's rsync-style weak checksum (RS_ROLLSUM): s1 is the sum
+// of (byte+31), s2 the sum of the running s1, both mod 2^16.
+func rollsum(p []byte) (s1, s2 uint16) {
+	for _, b := range p {
+		s1 += uint16(b) + rollOffset
+		s2 += s1
+	}
+	return s1, s2
+}
+
+const rollOffset = 31
