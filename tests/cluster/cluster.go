@@ -10,6 +10,11 @@
 // and every command "on" the node enter them with nsenter. That way sshd can
 // be stopped and started again without losing the node's mounts.
 //
+// Clusters of different processes coexist: names and the 127.1.X.0/24
+// subnet come from a random tag, the host mount points are shared under
+// flocks in /run (see hostmounts.go), and Start sweeps up what clusters of
+// killed test processes left behind (see Sweep).
+//
 // It needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN) and the tools ip, unshare,
 // nsenter, mount, hostname, sleep, sshd and ssh-keygen.
 package cluster
@@ -29,6 +34,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -101,6 +107,7 @@ type Cluster struct {
 	mu     sync.Mutex
 	netns  []string // created network namespaces, hub first
 	hostMP *hostMounts
+	alive  *os.File // lock on dir/alive held while the cluster exists
 
 	closeOnce sync.Once
 	closeErr  error
@@ -226,15 +233,10 @@ func Start(ctx context.Context, o Options) (c *Cluster, err error) {
 		return nil
 	}
 
-	if err := c.claimTag(); err != nil {
+	if err := c.claim(); err != nil {
 		return c, err
 	}
 	c.logf("cluster %s: %d nodes on 127.1.%d.0/24, files in %s", c.tag, o.Nodes, c.subnet, c.dir)
-	hm, err := acquireHostMounts()
-	if err != nil {
-		return c, err
-	}
-	c.hostMP = hm
 	for i := 1; i <= o.Nodes; i++ {
 		c.nodes = append(c.nodes, &Node{
 			Index: i,
@@ -318,8 +320,32 @@ func within(p, dir string) bool {
 	return p == dir || strings.HasPrefix(p, dir+"/")
 }
 
+// claim sweeps up clusters of dead processes, picks a tag no other cluster
+// uses and registers for the host mount points, all under the machine-wide
+// mutex so that no sweep sees a half-claimed cluster.
+func (c *Cluster) claim() error {
+	mu, err := lockFile(mutexPath, syscall.LOCK_EX)
+	if err != nil {
+		return fmt.Errorf("start cluster: %w", err)
+	}
+	defer mu.Close() // closing drops the lock
+	if err := sweep(c.log); err != nil {
+		c.logf("cluster: sweeping stale clusters: %v", err)
+	}
+	if err := c.claimTag(); err != nil {
+		return err
+	}
+	hm, err := acquireHostMounts()
+	if err != nil {
+		return err
+	}
+	c.hostMP = hm
+	return nil
+}
+
 // claimTag picks a tag no other cluster uses: creating the temp dir is the
-// atomic claim, the free hub netns name the second check.
+// atomic claim, the free hub netns name the second check. The dir's alive
+// lock, held until Close is done, tells sweep the cluster is in use.
 func (c *Cluster) claimTag() error {
 	for range 20 {
 		var b [4]byte
@@ -328,7 +354,7 @@ func (c *Cluster) claimTag() error {
 		}
 		v := binary.BigEndian.Uint32(b[:])
 		tag := fmt.Sprintf("%05x", v&0xfffff) // 5 hex digits: "oc"+tag+"n200" fits 15 chars
-		dir := filepath.Join(os.TempDir(), "ocf-csync-cluster-"+tag)
+		dir := filepath.Join(clusterDirBase, clusterDirPrefix+tag)
 		if err := os.Mkdir(dir, 0o755); err != nil {
 			if errors.Is(err, os.ErrExist) {
 				continue
@@ -336,15 +362,20 @@ func (c *Cluster) claimTag() error {
 			return fmt.Errorf("start cluster: create %s: %w", dir, err)
 		}
 		hub := "oc" + tag + "hub"
-		if _, err := os.Stat("/run/netns/" + hub); err == nil {
+		if _, err := os.Stat(filepath.Join(netnsDir, hub)); err == nil {
 			os.Remove(dir)
 			continue
 		}
-		c.tag, c.dir, c.hub = tag, dir, hub
+		alive, err := lockFile(filepath.Join(dir, "alive"), syscall.LOCK_EX)
+		if err != nil {
+			os.Remove(dir)
+			return fmt.Errorf("start cluster: %w", err)
+		}
+		c.tag, c.dir, c.hub, c.alive = tag, dir, hub, alive
 		c.subnet = int(v>>20)%250 + 1
 		return nil
 	}
-	return errors.New("start cluster: no free cluster tag after 20 tries; remove stale /tmp/ocf-csync-cluster-* dirs and `ip netns list | grep ^oc` namespaces")
+	return fmt.Errorf("start cluster: no free cluster tag after 20 tries; remove stale %s/%s* dirs and `ip netns list | grep ^oc` namespaces", clusterDirBase, clusterDirPrefix)
 }
 
 func (c *Cluster) logf(format string, args ...any) {
