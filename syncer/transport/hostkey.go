@@ -38,7 +38,7 @@ type HostKeyError struct {
 	Mismatch       bool   // a different key is recorded for this host: possible man-in-the-middle
 	Revoked        bool   // the key is marked @revoked
 	KnownHostsFile string
-	KnownLines     []int  // lines of KnownHostsFile that hold the recorded (other) keys
+	KnownLines     []int // lines of KnownHostsFile that hold the recorded (other) keys
 	KnownTypes     []string
 	TrustCommand   string // command that trusts the presented key after checking its fingerprint
 }
@@ -53,9 +53,10 @@ func (e *HostKeyError) Error() string {
 		return fmt.Sprintf("host key of %s has CHANGED: %s records %s key(s) (%s) but the host offers none of these types. This can be a man-in-the-middle attack, or the host was reinstalled. Verify the new key out of band, remove %s and run: ocf-csync trust-host --peer %s",
 			where, e.KnownHostsFile, strings.Join(e.KnownTypes, ", "), linesText(e.KnownLines), linesText(e.KnownLines), shellQuote(e.Peer))
 	case e.Mismatch:
-		return fmt.Sprintf("WARNING: host key of %s has CHANGED: it presents %s %s, but %s records a different key (%s). This can be a man-in-the-middle attack, or the host was reinstalled. Verify the new fingerprint out of band (on %s: ssh-keygen -lf /etc/ssh/ssh_host_%s_key.pub), then remove %s of %s and run: %s",
+		return fmt.Sprintf("WARNING: host key of %s has CHANGED: it presents %s %s, but %s records a different key (%s). This can be a man-in-the-middle attack, or the host was reinstalled. Verify the new fingerprint out of band (on %s: ssh-keygen -lf /etc/ssh/ssh_host_%s_key.pub), then remove %s of %s (or run: ssh-keygen -f %s -R %s) and run: %s",
 			where, shortType(e.KeyType), e.Fingerprint, e.KnownHostsFile, linesText(e.KnownLines),
-			e.Peer, shortType(e.KeyType), linesText(e.KnownLines), e.KnownHostsFile, e.TrustCommand)
+			e.Peer, shortType(e.KeyType), linesText(e.KnownLines), e.KnownHostsFile,
+			shellQuote(e.KnownHostsFile), shellQuote(knownhosts.Normalize(hostPort(e.Addr, e.Port))), e.TrustCommand)
 	default:
 		return fmt.Sprintf("host key of %s is not in %s: %s %s; if that is the right key (on %s: ssh-keygen -lf /etc/ssh/ssh_host_%s_key.pub), run: %s",
 			where, e.KnownHostsFile, shortType(e.KeyType), e.Fingerprint, e.Peer, shortType(e.KeyType), e.TrustCommand)
