@@ -68,6 +68,9 @@ func newApp(env Env) *cli.App {
 			markCommand(env),
 			listCommand(env),
 			rebuildCommand(env),
+			syncCommand(env),
+			updateCommand(env),
+			serveCommand(env),
 		},
 		Before: func(c *cli.Context) error {
 			c.Context = withLogger(c.Context, newLogger(env.Stderr, verbosity(c)))
@@ -117,7 +120,7 @@ func newLogger(w io.Writer, v int) *slog.Logger {
 // nodeName resolves this node's name: --node, then crm_node -n, then the
 // hostname (DESIGN §2).
 func nodeName(ctx context.Context, c *cli.Context) (string, error) {
-	if n := c.String("node"); n != "" {
+	if n := flagString(c, "node"); n != "" {
 		return strings.ToLower(n), nil
 	}
 	if path, err := exec.LookPath("crm_node"); err == nil {
@@ -135,6 +138,18 @@ func nodeName(ctx context.Context, c *cli.Context) (string, error) {
 	return strings.ToLower(h), nil
 }
 
+// flagString finds a flag given on this command or any parent (serve takes
+// --config and --node after its name, as the remote command line has them).
+func flagString(c *cli.Context, name string) string {
+	lineage := c.Lineage()
+	for _, cc := range lineage {
+		if cc.IsSet(name) {
+			return cc.String(name)
+		}
+	}
+	return lineage[len(lineage)-1].String(name)
+}
+
 // loaded is a parsed config seen from this node.
 type loaded struct {
 	path string
@@ -143,7 +158,7 @@ type loaded struct {
 }
 
 func loadConfig(ctx context.Context, c *cli.Context) (*loaded, error) {
-	path := c.String("config")
+	path := flagString(c, "config")
 	cfg, err := config.Load(path)
 	if err != nil {
 		return nil, err

@@ -55,13 +55,16 @@ func fnmatch(p, s string, pathname bool) bool {
 				}
 			case '[':
 				if sx < len(s) {
-					matched, width, valid := matchBracket(p[px:], s[sx], pathname)
-					if valid && matched {
+					matched, width, state := matchBracket(p[px:], s[sx], pathname)
+					if state == bracketBroken {
+						return false
+					}
+					if state == bracketOK && matched {
 						px += width
 						sx++
 						continue
 					}
-					if !valid && s[sx] == '[' { // an unclosed '[' is a literal
+					if state == bracketUnclosed && s[sx] == '[' { // an unclosed '[' is a literal
 						px++
 						sx++
 						continue
@@ -95,9 +98,16 @@ func fnmatch(p, s string, pathname bool) bool {
 	return true
 }
 
-// matchBracket evaluates the bracket expression at the start of p against c.
-// valid is false when the expression is not closed; width is its length.
-func matchBracket(p string, c byte, pathname bool) (matched bool, width int, valid bool) {
+// Bracket parse results.
+const (
+	bracketOK       = iota
+	bracketUnclosed // no closing ']': the '[' is a literal
+	bracketBroken   // unknown [:class:] or bad [.x.]: glibc fails the whole match
+)
+
+// matchBracket evaluates the bracket expression at the start of p against c;
+// width is its length.
+func matchBracket(p string, c byte, pathname bool) (matched bool, width, state int) {
 	i := 1
 	negate := false
 	if i < len(p) && (p[i] == '!' || p[i] == '^') {
@@ -107,7 +117,7 @@ func matchBracket(p string, c byte, pathname bool) (matched bool, width int, val
 	first := true
 	for {
 		if i >= len(p) {
-			return false, 0, false
+			return false, 0, bracketUnclosed
 		}
 		ch := p[i]
 		if ch == ']' && !first {
@@ -117,25 +127,33 @@ func matchBracket(p string, c byte, pathname bool) (matched bool, width int, val
 		first = false
 		if ch == '[' && i+1 < len(p) && p[i+1] == ':' {
 			if end := strings.Index(p[i+2:], ":]"); end >= 0 {
-				if class, ok := charClasses[p[i+2:i+2+end]]; ok {
-					if class(c) {
-						matched = true
-					}
-					i += 2 + end + 2
-					continue
+				class, ok := charClasses[p[i+2:i+2+end]]
+				if !ok && !matched { // glibc stops checking once a member matched
+					return false, 0, bracketBroken
 				}
+				if ok && class(c) {
+					matched = true
+				}
+				i += 2 + end + 2
+				continue
 			}
 		}
 		lo, n := bracketChar(p, i)
+		if n < 0 {
+			return false, 0, bracketBroken
+		}
 		if n == 0 {
-			return false, 0, false
+			return false, 0, bracketUnclosed
 		}
 		i += n
 		hi := lo
 		if i+1 < len(p) && p[i] == '-' && p[i+1] != ']' {
 			h, n := bracketChar(p, i+1)
+			if n < 0 {
+				return false, 0, bracketBroken
+			}
 			if n == 0 {
-				return false, 0, false
+				return false, 0, bracketUnclosed
 			}
 			hi = h
 			i += 1 + n
@@ -145,18 +163,27 @@ func matchBracket(p string, c byte, pathname bool) (matched bool, width int, val
 		}
 	}
 	if pathname && c == '/' {
-		return false, i, true
+		return false, i, bracketOK
 	}
-	return matched != negate, i, true
+	return matched != negate, i, bracketOK
 }
 
-// bracketChar reads one possibly escaped byte at p[i]; n is 0 at the end.
+// bracketChar reads one element at p[i]: a byte, an escaped byte, or a
+// single-character collating symbol [.x.] / equivalence class [=x=]. n is 0
+// at the end of p and -1 for a collating element glibc rejects.
 func bracketChar(p string, i int) (c byte, n int) {
-	if p[i] == '\\' {
+	switch {
+	case p[i] == '\\':
 		if i+1 >= len(p) {
 			return 0, 0
 		}
 		return p[i+1], 2
+	case p[i] == '[' && i+1 < len(p) && (p[i+1] == '.' || p[i+1] == '='):
+		d := p[i+1]
+		if i+4 < len(p) && p[i+3] == d && p[i+4] == ']' {
+			return p[i+2], 5
+		}
+		return 0, -1
 	}
 	return p[i], 1
 }

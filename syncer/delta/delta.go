@@ -33,7 +33,8 @@ const (
 	minSigBlockLen = 512
 	maxSigBlockLen = 1 << 20
 	// MaxLiteral is the largest LITERAL command Patch accepts. Our deltas
-	// emit at most max(1 MiB, 4 blocks); librsync-go at most 16 MiB.
+	// emit at most 4 blocks + 64 KiB (256 KiB minimum), rdiff 32 KiB,
+	// librsync-go 16 MiB.
 	MaxLiteral = 16 << 20
 )
 

@@ -22,7 +22,7 @@ const (
 // from the basis described by sig. The stream ends with an END command, so it
 // can be followed by other data on a shared stream.
 func WriteDelta(sig *Signature, newFile io.Reader, w io.Writer) error {
-	e := &emitter{w: bufio.NewWriterSize(w, 256<<10)}
+	e := &emitter{w: bufio.NewWriterSize(w, 64<<10)}
 	var magic [4]byte
 	binary.BigEndian.PutUint32(magic[:], magicDelta)
 	if _, err := e.w.Write(magic[:]); err != nil {
@@ -30,7 +30,7 @@ func WriteDelta(sig *Signature, newFile io.Reader, w io.Writer) error {
 	}
 
 	bl := int(sig.blockLen)
-	bufSize := max(1<<20, 4*bl)
+	bufSize := max(256<<10, 4*bl+64<<10)
 	buf := make([]byte, bufSize)
 	var (
 		base     int64 // absolute offset of buf[0] in newFile
@@ -72,7 +72,12 @@ func WriteDelta(sig *Signature, newFile io.Reader, w io.Writer) error {
 			s1, s2 = rollsum(buf[p : p+bl])
 			have = true
 		}
-		if blk := find(buf[p:p+bl], uint32(s2)<<16|uint32(s1)); blk >= 0 {
+		weak := uint32(s2)<<16 | uint32(s1)
+		blk := int32(-1)
+		if sig.head[sig.bucket(weak)] >= 0 { // also holds block prev+1 if its weak sum matches
+			blk = find(buf[p:p+bl], weak)
+		}
+		if blk >= 0 {
 			if err := e.literal(buf[lit:p]); err != nil {
 				return err
 			}
@@ -207,9 +212,9 @@ const (
 
 // emitter writes delta commands, merging adjacent COPYs.
 type emitter struct {
-	w         *bufio.Writer
-	copyPos   int64
-	copyLen   int64
+	w       *bufio.Writer
+	copyPos int64
+	copyLen int64
 	scratch [17]byte
 }
 

@@ -157,7 +157,7 @@ func ReadSignature(r io.Reader, limit int64) (*Signature, error) {
 func (s *Signature) index() {
 	n := len(s.weak)
 	bits := uint32(4)
-	for 1<<bits < 2*n {
+	for bits < 32 && 1<<bits < 4*n { // sparse: most misses stop at an empty bucket
 		bits++
 	}
 	s.shift = 32 - bits
@@ -202,13 +202,26 @@ func (s *Signature) equalStrong(i int32, sum []byte) bool {
 }
 
 // rollsum is librsync's rsync-style weak checksum (RS_ROLLSUM): s1 is the sum
-// of (byte+31), s2 the sum of the running s1, both mod 2^16.
-func rollsum(p []byte) (s1, s2 uint16) {
+// of (byte+31), s2 the sum of the running s1, both mod 2^16. Eight bytes per
+// step break the s1→s2 dependency chain; uint32 wraps preserve the sums mod
+// 2^16.
+func rollsum(p []byte) (uint16, uint16) {
+	var s1, s2 uint32
+	n := uint32(len(p))
+	for len(p) >= 8 {
+		b0, b1, b2, b3 := uint32(p[0]), uint32(p[1]), uint32(p[2]), uint32(p[3])
+		b4, b5, b6, b7 := uint32(p[4]), uint32(p[5]), uint32(p[6]), uint32(p[7])
+		s2 += 8*s1 + 8*b0 + 7*b1 + 6*b2 + 5*b3 + 4*b4 + 3*b5 + 2*b6 + b7
+		s1 += b0 + b1 + b2 + b3 + b4 + b5 + b6 + b7
+		p = p[8:]
+	}
 	for _, b := range p {
-		s1 += uint16(b) + rollOffset
+		s1 += uint32(b)
 		s2 += s1
 	}
-	return s1, s2
+	s2 += rollOffset * uint32(uint64(n)*uint64(n+1)/2)
+	s1 += rollOffset * n
+	return uint16(s1), uint16(s2)
 }
 
 const rollOffset = 31

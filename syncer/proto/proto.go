@@ -34,14 +34,14 @@ const (
 // Limits. Every decoder checks them; every encoder refuses to exceed them
 // (free text is truncated instead, so an error report always gets through).
 const (
-	MaxData    = 256 << 10         // bytes in one Data frame
-	MaxFrame   = 1<<20 + 4096      // type byte + payload of one frame
-	MaxPath    = 4096              // wire path, hardlink target, symlink target
-	MaxName    = 255               // node and group names
-	MaxText    = 4096              // human text: error messages, refusal reasons
-	MaxGroups  = 128               // groups in Hello, proofs, refusals
-	MaxErrors  = 128               // ActionErrors in BatchDone
-	headerSize = 4                 // length prefix
+	MaxData    = 256 << 10    // bytes in one Data frame
+	MaxFrame   = 1<<20 + 4096 // type byte + payload of one frame
+	MaxPath    = 4096         // wire path, hardlink target, symlink target
+	MaxName    = 255          // node and group names
+	MaxText    = 4096         // human text: error messages, refusal reasons
+	MaxGroups  = 128          // groups in Hello, proofs, refusals
+	MaxErrors  = 128          // ActionErrors in BatchDone
+	headerSize = 4            // length prefix
 )
 
 // Hello flags.

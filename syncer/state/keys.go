@@ -66,7 +66,7 @@ func fileKey(p string) []byte {
 	return append(k, name...)
 }
 
-// filePrefix selects the direct children of dir (and, for "/", "/" itself).
+// dirPrefix selects the direct children of dir (and, for "/", "/" itself).
 func dirPrefix(dir string) []byte {
 	k := make([]byte, 0, 2+len(dir))
 	k = append(k, pfxFile)

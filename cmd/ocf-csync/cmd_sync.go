@@ -1,0 +1,147 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"ocf-csync/syncer/engine"
+	"ocf-csync/syncer/scan"
+)
+
+func pushFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringSliceFlag{Name: "peer", Aliases: []string{"P"}, Usage: "only push to these peers (csync2 -P)"},
+		&cli.StringSliceFlag{Name: "group", Aliases: []string{"G"}, Usage: "only these groups (csync2 -G)"},
+		&cli.BoolFlag{Name: "dry-run", Aliases: []string{"d"}, Usage: "show what would happen; change nothing, not even the state database"},
+		&cli.BoolFlag{Name: "recursive", Aliases: []string{"r"}, Usage: "PATH arguments include everything below them"},
+	}
+}
+
+func syncCommand(env Env) *cli.Command {
+	return &cli.Command{
+		Name:      "sync",
+		Usage:     "check for changes, then push them to the peers (csync2 -x)",
+		ArgsUsage: "[PATH...]",
+		Flags:     pushFlags(),
+		Action:    func(c *cli.Context) error { return runPush(env, c, true) },
+	}
+}
+
+func updateCommand(env Env) *cli.Command {
+	return &cli.Command{
+		Name:      "update",
+		Usage:     "push what is already marked dirty, without checking (csync2 -u)",
+		ArgsUsage: "[PATH...]",
+		Flags:     pushFlags(),
+		Action:    func(c *cli.Context) error { return runPush(env, c, false) },
+	}
+}
+
+func runPush(env Env, c *cli.Context, check bool) error {
+	ctx := c.Context
+	log := logger(ctx)
+	l, err := loadConfig(ctx, c)
+	if err != nil {
+		return err
+	}
+	paths, err := absPaths(c.Args().Slice())
+	if err != nil {
+		return err
+	}
+	st, err := openStore(ctx, c, l, false)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	dry := c.Bool("dry-run")
+	if check && !dry {
+		res, err := scan.Check(ctx, st, l.view, paths, c.Bool("recursive") || len(paths) == 0, scan.Options{
+			Ignore: l.cfg.Ignore, Logger: log.With("component", "scan"),
+		})
+		if err != nil {
+			return err
+		}
+		for _, e := range res.Errors {
+			fmt.Fprintf(env.Stderr, "ocf-csync: warning: %v\n", e)
+		}
+		log.Info("check done", "scanned", res.Scanned, "dirtied", res.Dirtied)
+	}
+	opts := engine.Options{
+		View: l.view, Store: st, Connect: engine.SSHConnector(l.cfg, l.path, log),
+		Peers: c.StringSlice("peer"), Groups: c.StringSlice("group"), Paths: paths,
+		Recursive: c.Bool("recursive"), DryRun: dry, Log: log,
+	}
+	if verbosity(c) >= 1 || dry {
+		opts.Progress = env.Stdout
+	}
+	start := time.Now()
+	res, err := engine.Push(ctx, opts)
+	if err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		if err := json.NewEncoder(env.Stdout).Encode(res); err != nil {
+			return err
+		}
+	} else if verbosity(c) >= 0 {
+		for _, p := range res.Peers {
+			if p.Planned == 0 && p.Err == nil {
+				continue
+			}
+			status := "ok"
+			if p.Err != nil {
+				status = "FAILED"
+			}
+			fmt.Fprintf(env.Stdout, "%s: %s: %d updated, %d deleted, %d already equal, %d conflicts, %d refused/failed; %s data, %s on the wire, %.2fs\n",
+				p.Peer, status, p.Updated, p.Deleted, p.Same, p.Conflicts, p.Refused+p.Failed,
+				humanBytes(p.DataBytes), humanBytes(p.WireSent+p.WireRecvd), p.Duration.Seconds())
+		}
+		if verbosity(c) >= 1 {
+			fmt.Fprintf(env.Stdout, "finished in %.2fs\n", time.Since(start).Seconds())
+		}
+	}
+	return res.Err()
+}
+
+func humanBytes(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
+func serveCommand(env Env) *cli.Command {
+	return &cli.Command{
+		Name:   "serve",
+		Usage:  "the remote helper: receive a push on stdin/stdout (run by sshd; see the README for the authorized_keys line)",
+		Hidden: false,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "config", Usage: "config `FILE` (the same as the global --config)"},
+			&cli.StringFlag{Name: "node", Usage: "this node's `NAME`"},
+		},
+		Action: func(c *cli.Context) error {
+			ctx := c.Context
+			log := logger(ctx).With("component", "serve")
+			l, err := loadConfig(ctx, c)
+			if err != nil {
+				return err
+			}
+			st, err := openStore(ctx, c, l, false)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			return engine.Serve(ctx, engine.ServeOptions{
+				View: l.view, Config: l.cfg, Store: st, In: env.Stdin, Out: env.Stdout, Log: log,
+			})
+		},
+	}
+}

@@ -1,0 +1,249 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"ocf-csync/syncer/config"
+	"ocf-csync/syncer/scan"
+	"ocf-csync/syncer/state"
+)
+
+// node is one side of an in-process two-node setup: both nodes share one
+// config whose %data% prefix maps each node to its own directory.
+type node struct {
+	name string
+	view *config.NodeView
+	cfg  *config.Config
+	st   *state.Store
+	root string
+}
+
+const testKey = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ._"
+
+func setup(t *testing.T, names ...string) map[string]*node {
+	t.Helper()
+	dir := t.TempDir()
+	key := filepath.Join(dir, "key")
+	if err := os.WriteFile(key, []byte(testKey+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var prefix, hosts strings.Builder
+	for _, n := range names {
+		fmt.Fprintf(&prefix, "  on %s: %s;\n", n, filepath.Join(dir, n, "data"))
+		hosts.WriteString(" " + n)
+	}
+	cfgText := fmt.Sprintf("prefix data {\n%s}\ngroup g {\n  host%s;\n  key %s;\n  include %%data%%;\n  exclude *.tmp;\n}\n", prefix.String(), hosts.String(), key)
+	cfgPath := filepath.Join(dir, "test.cfg")
+	if err := os.WriteFile(cfgPath, []byte(cfgText), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]*node{}
+	for _, n := range names {
+		v, err := cfg.Node(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		root := filepath.Join(dir, n, "data")
+		if err := os.MkdirAll(root, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		st, err := state.Open(context.Background(), state.Options{Dir: filepath.Join(dir, n, "state"), Node: n})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		out[n] = &node{name: n, view: v, cfg: cfg, st: st, root: root}
+	}
+	return out
+}
+
+// pipeChannel connects a sender to an in-process Serve.
+type pipeChannel struct {
+	io.Reader
+	w    *io.PipeWriter
+	done chan error
+	sent int64
+}
+
+func (p *pipeChannel) Write(b []byte) (int, error) { n, err := p.w.Write(b); p.sent += int64(n); return n, err }
+func (p *pipeChannel) CloseWrite() error           { return p.w.Close() }
+func (p *pipeChannel) Wait() error                 { return <-p.done }
+func (p *pipeChannel) Close() error                { p.w.Close(); return nil }
+func (p *pipeChannel) Counters() (int64, int64)    { return p.sent, 0 }
+
+func connector(nodes map[string]*node) Connector {
+	return func(ctx context.Context, h config.Host) (Channel, error) {
+		peer := nodes[h.Name]
+		inR, inW := io.Pipe()
+		outR, outW := io.Pipe()
+		ch := &pipeChannel{Reader: outR, w: inW, done: make(chan error, 1)}
+		go func() {
+			err := Serve(ctx, ServeOptions{View: peer.view, Config: peer.cfg, Store: peer.st, In: inR, Out: outW})
+			outW.CloseWithError(io.EOF)
+			inR.Close()
+			ch.done <- err
+		}()
+		return ch, nil
+	}
+}
+
+func (n *node) sync(t *testing.T, nodes map[string]*node, o Options) Result {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := scan.Check(ctx, n.st, n.view, nil, true, scan.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	o.View, o.Store, o.Connect = n.view, n.st, connector(nodes)
+	res, err := Push(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+func write(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func read(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func TestPushCreateUpdateDelete(t *testing.T) {
+	nodes := setup(t, "a", "b", "c")
+	a, b, c := nodes["a"], nodes["b"], nodes["c"]
+	write(t, filepath.Join(a.root, "x/one.txt"), "one")
+	write(t, filepath.Join(a.root, "two.txt"), "two")
+	write(t, filepath.Join(a.root, "skip.tmp"), "excluded")
+	big := bytes.Repeat([]byte("0123456789abcdef"), 64<<10) // 1 MiB
+	if err := os.WriteFile(filepath.Join(a.root, "big.bin"), big, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("x/one.txt", filepath.Join(a.root, "link")); err != nil {
+		t.Fatal(err)
+	}
+	res := a.sync(t, nodes, Options{})
+	if err := res.Err(); err != nil {
+		t.Fatalf("first push: %v", err)
+	}
+	for _, peer := range []*node{b, c} {
+		if got := read(t, filepath.Join(peer.root, "x/one.txt")); got != "one" {
+			t.Errorf("%s: one.txt = %q", peer.name, got)
+		}
+		if got, _ := os.Readlink(filepath.Join(peer.root, "link")); got != "x/one.txt" {
+			t.Errorf("%s: link -> %q", peer.name, got)
+		}
+		if _, err := os.Lstat(filepath.Join(peer.root, "skip.tmp")); !os.IsNotExist(err) {
+			t.Errorf("%s: excluded file was synced (err %v)", peer.name, err)
+		}
+		if got := read(t, filepath.Join(peer.root, "big.bin")); got != string(big) {
+			t.Errorf("%s: big.bin differs", peer.name)
+		}
+	}
+
+	// A second run with no change sends nothing.
+	res = a.sync(t, nodes, Options{})
+	for _, p := range res.Peers {
+		if p.Planned != 0 || p.DataBytes != 0 {
+			t.Errorf("no-change push to %s planned %d, sent %d data bytes", p.Peer, p.Planned, p.DataBytes)
+		}
+	}
+
+	// One byte changed in the big file travels as a delta.
+	big[len(big)/2] ^= 1
+	if err := os.WriteFile(filepath.Join(a.root, "big.bin"), big, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(filepath.Join(a.root, "two.txt"))
+	res = a.sync(t, nodes, Options{})
+	if err := res.Err(); err != nil {
+		t.Fatalf("delta push: %v", err)
+	}
+	for _, p := range res.Peers {
+		if p.DataBytes > 200<<10 {
+			t.Errorf("delta to %s sent %d data bytes for a 1-byte change in 1 MiB", p.Peer, p.DataBytes)
+		}
+	}
+	for _, peer := range []*node{b, c} {
+		if got := read(t, filepath.Join(peer.root, "big.bin")); got != string(big) {
+			t.Errorf("%s: big.bin differs after delta", peer.name)
+		}
+		if _, err := os.Lstat(filepath.Join(peer.root, "two.txt")); !os.IsNotExist(err) {
+			t.Errorf("%s: deleted file still there (err %v)", peer.name, err)
+		}
+	}
+}
+
+func TestConflictThenForce(t *testing.T) {
+	nodes := setup(t, "a", "b")
+	a, b := nodes["a"], nodes["b"]
+	write(t, filepath.Join(a.root, "f"), "v1")
+	if err := a.sync(t, nodes, Options{}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	write(t, filepath.Join(a.root, "f"), "from a")
+	write(t, filepath.Join(b.root, "f"), "from b")
+	res := a.sync(t, nodes, Options{})
+	if res.Peers[0].Conflicts != 1 {
+		t.Fatalf("want 1 conflict, got %+v", res.Peers[0])
+	}
+	if got := read(t, filepath.Join(b.root, "f")); got != "from b" {
+		t.Fatalf("conflict overwrote the peer: %q", got)
+	}
+	// The same edit on both sides is not a conflict.
+	write(t, filepath.Join(b.root, "f"), "from a")
+	res = a.sync(t, nodes, Options{})
+	if err := res.Err(); err != nil {
+		t.Fatalf("identical edit: %v", err)
+	}
+}
+
+func TestDryRunChangesNothing(t *testing.T) {
+	nodes := setup(t, "a", "b")
+	a, b := nodes["a"], nodes["b"]
+	write(t, filepath.Join(a.root, "f"), "v1")
+	ctx := context.Background()
+	if _, err := scan.Check(ctx, a.st, a.view, nil, true, scan.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	var mu sync.Mutex
+	_ = &mu
+	res, err := Push(ctx, Options{View: a.view, Store: a.st, Connect: connector(nodes), DryRun: true, Progress: &out})
+	if err != nil || res.Err() != nil {
+		t.Fatal(err, res.Err())
+	}
+	if _, err := os.Lstat(filepath.Join(b.root, "f")); !os.IsNotExist(err) {
+		t.Fatalf("dry run wrote on the peer")
+	}
+	n, _ := a.st.DirtyCount("b")
+	if n == 0 {
+		t.Fatalf("dry run cleared dirty entries")
+	}
+	if !strings.Contains(out.String(), "/f") {
+		t.Errorf("dry run output does not name the file: %q", out.String())
+	}
+}

@@ -1,0 +1,796 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"ocf-csync/syncer/config"
+	"ocf-csync/syncer/delta"
+	"ocf-csync/syncer/proto"
+	"ocf-csync/syncer/state"
+)
+
+// Channel is a byte stream to `ocf-csync serve` on a peer.
+type Channel interface {
+	io.Reader
+	io.Writer
+	CloseWrite() error // end of the helper's stdin
+	Wait() error       // the helper's exit status
+	Close() error
+	Counters() (sent, received int64)
+}
+
+// Connector opens a Channel to a peer.
+type Connector func(ctx context.Context, peer config.Host) (Channel, error)
+
+// Options drive a push.
+type Options struct {
+	View      *config.NodeView
+	Store     *state.Store
+	Connect   Connector
+	Peers     []string // only these peers (csync2 -P); empty = all
+	Groups    []string // only these groups (csync2 -G); empty = all
+	Paths     []string // only these paths (csync2 -u file...); empty = all
+	Recursive bool
+	DryRun    bool // nothing is written anywhere: not on peers, not in the DB
+	Log       *slog.Logger
+	Progress  io.Writer // per-file lines (-v); nil = none
+}
+
+// PeerResult is what happened with one peer.
+type PeerResult struct {
+	Peer                           string
+	Planned, Updated, Same         int
+	Deleted, Conflicts, Refused    int
+	Failed, Skipped                int
+	DataBytes, WireSent, WireRecvd int64
+	Duration                       time.Duration
+	Err                            error
+	Problems                       []string
+}
+
+// Result is the outcome of a push.
+type Result struct {
+	Peers []PeerResult
+}
+
+// Err summarizes what did not sync, or nil.
+func (r Result) Err() error {
+	var errs []error
+	for _, p := range r.Peers {
+		if p.Err != nil {
+			errs = append(errs, fmt.Errorf("peer %s: %w", p.Peer, p.Err))
+		}
+		if p.Conflicts > 0 {
+			errs = append(errs, fmt.Errorf("peer %s: %d conflict(s): nothing was written for them; see 'ocf-csync conflicts', then 'ocf-csync force PATH' on the side that should win", p.Peer, p.Conflicts))
+		}
+		if n := p.Refused + p.Failed; n > 0 {
+			errs = append(errs, fmt.Errorf("peer %s: %d file(s) refused or failed: %s", p.Peer, n, strings.Join(firstN(p.Problems, 5), "; ")))
+		}
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	return errors.Join(errs...)
+}
+
+func firstN(s []string, n int) []string {
+	if len(s) > n {
+		return append(s[:n:n], fmt.Sprintf("and %d more", len(s)-n))
+	}
+	return s
+}
+
+// Push sends every dirty entry to its peer, peers concurrently.
+func Push(ctx context.Context, o Options) (Result, error) {
+	if o.Log == nil {
+		o.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	peers, err := o.Store.DirtyPeers()
+	if err != nil {
+		return Result{}, fmt.Errorf("list peers with pending changes: %w", err)
+	}
+	if len(o.Peers) > 0 {
+		want := map[string]bool{}
+		for _, p := range o.Peers {
+			want[strings.ToLower(p)] = true
+		}
+		var keep []string
+		for _, p := range peers {
+			if want[strings.ToLower(p)] {
+				keep = append(keep, p)
+			}
+		}
+		peers = keep
+	}
+	var groups map[string]bool
+	if len(o.Groups) > 0 {
+		groups = map[string]bool{}
+		for _, g := range o.Groups {
+			groups[g] = true
+		}
+	}
+	res := Result{Peers: make([]PeerResult, len(peers))}
+	var wg sync.WaitGroup
+	var outMu sync.Mutex
+	for i, peer := range peers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res.Peers[i] = pushPeer(ctx, &o, peer, groups, &outMu)
+		}()
+	}
+	wg.Wait()
+	sort.Slice(res.Peers, func(i, j int) bool { return res.Peers[i].Peer < res.Peers[j].Peer })
+	return res, nil
+}
+
+func hostOf(view *config.NodeView, name string) (config.Host, bool) {
+	for _, g := range view.Groups {
+		for _, h := range g.Peers() {
+			if h.Name == name {
+				return h, true
+			}
+		}
+	}
+	return config.Host{}, false
+}
+
+// window bounds operations in flight per peer, so memory stays flat.
+const window = 4096
+
+type pend struct {
+	it       *item
+	op       proto.OpKind
+	sent     state.FileRecord // what we asked the peer to have
+	isDelete bool
+}
+
+type event struct {
+	seq   uint64
+	retry bool
+	have  bool
+	sig   *delta.Signature
+	basis proto.Record
+	err   error
+}
+
+type sender struct {
+	o     *Options
+	peer  string
+	c     *proto.Conn
+	log   *slog.Logger
+	outMu *sync.Mutex
+
+	mu          sync.Mutex
+	pending     map[uint64]*pend
+	sigWait     map[uint64]*item
+	events      []event
+	outstanding int
+	readErr     error
+	batchDone   bool
+	notify      chan struct{}
+
+	seq         uint64
+	batch       *state.Batch
+	sinceCommit int
+	res         PeerResult
+	links       map[[2]uint64]string // (dev, ino) → wire name sent in this run
+	retries     map[uint64]*item     // items the peer asked to get whole, by old seq
+}
+
+func pushPeer(ctx context.Context, o *Options, peer string, groups map[string]bool, outMu *sync.Mutex) (res PeerResult) {
+	start := time.Now()
+	res.Peer = peer
+	defer func() { res.Duration = time.Since(start) }()
+	log := o.Log.With("peer", peer)
+	p, err := buildPlan(o.Store, o.View, peer, groups, o.Paths, o.Recursive)
+	if err != nil {
+		res.Err = err
+		return res
+	}
+	if len(p.stale) > 0 && !o.DryRun {
+		b := o.Store.NewBatch()
+		for _, path := range p.stale {
+			b.ClearDirty(peer, path)
+		}
+		if err := b.Commit(); err != nil {
+			res.Err = err
+			return res
+		}
+	}
+	for _, path := range p.skipped {
+		log.Info("not pushing: this node is a slave in the group", "path", path)
+	}
+	res.Skipped = len(p.skipped)
+	res.Planned = p.len()
+	if p.len() == 0 {
+		return res
+	}
+	host, ok := hostOf(o.View, peer)
+	if !ok {
+		res.Err = fmt.Errorf("peer %s is not a host of any group of this node", peer)
+		return res
+	}
+	ch, err := o.Connect(ctx, host)
+	if err != nil {
+		res.Err = err
+		return res
+	}
+	defer ch.Close()
+	stop := context.AfterFunc(ctx, func() { ch.Close() })
+	defer stop()
+
+	keys := map[string][]byte{}
+	for _, list := range [][]*item{p.deletes, p.creates} {
+		for _, it := range list {
+			if _, ok := keys[it.group.Name]; ok {
+				continue
+			}
+			k, err := proto.ReadKeyFile(it.group.Key)
+			if err != nil {
+				res.Err = fmt.Errorf("group %s: %w", it.group.Name, err)
+				return res
+			}
+			keys[it.group.Name] = k
+		}
+	}
+	c := proto.NewConn(ch, ch)
+	var flags uint32
+	if o.DryRun {
+		flags |= proto.FlagDryRun
+	}
+	if _, err := proto.ClientHandshake(c, o.View.Name, keys, flags); err != nil {
+		res.Err = withRemoteStderr(fmt.Errorf("handshake: %w", err), ch)
+		return res
+	}
+	s := &sender{o: o, peer: peer, c: c, log: log, outMu: outMu, pending: map[uint64]*pend{},
+		sigWait: map[uint64]*item{}, notify: make(chan struct{}, 1), links: map[[2]uint64]string{}}
+	s.res = res
+	if !o.DryRun {
+		s.batch = o.Store.NewBatch()
+	}
+	readerDone := make(chan struct{})
+	go func() { defer close(readerDone); s.read() }()
+	err = s.run(p)
+	if err == nil {
+		_ = c.Send(proto.Bye{})
+		err = c.Flush()
+		_ = ch.CloseWrite()
+		if werr := ch.Wait(); werr != nil && err == nil {
+			err = fmt.Errorf("remote helper: %w", werr)
+		}
+	} else {
+		ch.Close()
+	}
+	<-readerDone
+	s.mu.Lock()
+	if s.batch != nil {
+		if cerr := s.batch.CommitDurable(); cerr != nil && err == nil {
+			err = fmt.Errorf("record synced state: %w", cerr)
+		}
+	}
+	out := s.res
+	s.mu.Unlock()
+	out.WireSent, out.WireRecvd = ch.Counters()
+	if err != nil {
+		out.Err = withRemoteStderr(err, ch)
+	}
+	return out
+}
+
+// withRemoteStderr adds what the helper printed, which usually says why.
+func withRemoteStderr(err error, ch Channel) error {
+	if s, ok := ch.(interface{ Stderr() string }); ok {
+		if t := strings.TrimSpace(s.Stderr()); t != "" {
+			return fmt.Errorf("%w (remote said: %s)", err, lastLines(t, 3))
+		}
+	}
+	return err
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, " | ")
+}
+
+func (s *sender) signal() {
+	select {
+	case s.notify <- struct{}{}:
+	default:
+	}
+}
+
+func (s *sender) nextSeq() uint64 { s.seq++; return s.seq }
+
+// run is the writer: it streams the plan, then settles retries and deltas.
+func (s *sender) run(p *plan) error {
+	for _, it := range p.deletes {
+		if err := s.sendOp(it, proto.OpDelete); err != nil {
+			return err
+		}
+	}
+	for _, it := range p.creates {
+		if err := s.sendItem(it); err != nil {
+			return err
+		}
+	}
+	for _, it := range p.dirs {
+		if err := s.sendOp(it, proto.OpDirMeta); err != nil {
+			return err
+		}
+	}
+	for {
+		// Wait until every signature was answered and every retry resent.
+		for {
+			s.mu.Lock()
+			idle := len(s.sigWait) == 0 && len(s.events) == 0
+			s.mu.Unlock()
+			if idle {
+				break
+			}
+			if err := s.waitEvent(); err != nil {
+				return err
+			}
+		}
+		seq := s.nextSeq()
+		s.mu.Lock()
+		s.batchDone = false
+		s.mu.Unlock()
+		if err := s.c.Send(proto.EndBatch{Seq: seq}); err != nil {
+			return err
+		}
+		if err := s.c.Flush(); err != nil {
+			return err
+		}
+		for {
+			s.mu.Lock()
+			done := s.batchDone && s.outstanding == 0
+			more := len(s.events) > 0
+			s.mu.Unlock()
+			if done && !more {
+				return nil
+			}
+			if done && more {
+				break // retries after the batch: another round
+			}
+			if err := s.waitEvent(); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// waitEvent blocks until the reader reports something, handling queued events.
+func (s *sender) waitEvent() error {
+	if err := s.c.Flush(); err != nil {
+		return err
+	}
+	<-s.notify
+	return s.drainEvents()
+}
+
+func (s *sender) drainEvents() error {
+	for {
+		s.mu.Lock()
+		if s.readErr != nil {
+			err := s.readErr
+			s.mu.Unlock()
+			return err
+		}
+		if len(s.events) == 0 {
+			s.mu.Unlock()
+			return nil
+		}
+		ev := s.events[0]
+		s.events = s.events[1:]
+		var it *item
+		if ev.retry {
+			it = s.pendingItem(ev.seq)
+		} else {
+			it = s.sigWait[ev.seq]
+			delete(s.sigWait, ev.seq)
+		}
+		s.mu.Unlock()
+		if it == nil {
+			continue
+		}
+		var err error
+		switch {
+		case ev.retry:
+			err = s.sendFile(it, nil)
+		case ev.err != nil:
+			s.log.Warn("bad signature from peer; sending whole file", "path", it.path, "error", ev.err)
+			err = s.sendFile(it, nil)
+		case ev.have && delta.UseDelta(it.cur.Size, ev.basis.Size):
+			err = s.sendFile(it, ev.sig)
+		default:
+			err = s.sendFile(it, nil)
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// retried items are kept aside by the reader under their old seq.
+func (s *sender) pendingItem(seq uint64) *item {
+	if p, ok := s.retries[seq]; ok {
+		delete(s.retries, seq)
+		return p
+	}
+	return nil
+}
+
+// acquire waits for room in the window.
+func (s *sender) acquire() error {
+	for {
+		s.mu.Lock()
+		if s.readErr != nil {
+			err := s.readErr
+			s.mu.Unlock()
+			return err
+		}
+		if s.outstanding < window {
+			s.outstanding++
+			s.mu.Unlock()
+			return nil
+		}
+		s.mu.Unlock()
+		if err := s.waitEvent(); err != nil {
+			return err
+		}
+	}
+}
+
+func (s *sender) track(seq uint64, p *pend) {
+	s.mu.Lock()
+	s.pending[seq] = p
+	s.mu.Unlock()
+}
+
+func (s *sender) sendOp(it *item, kind proto.OpKind) error {
+	if err := s.acquire(); err != nil {
+		return err
+	}
+	seq := s.nextSeq()
+	op := proto.Op{Seq: seq, Group: it.group.Name, Kind: kind, Path: []byte(it.wire),
+		HasBase: it.hasBase, Forced: it.forced}
+	if it.hasBase {
+		op.Base = proto.RecordFrom(it.base)
+	}
+	if kind != proto.OpDelete {
+		op.New = proto.RecordFrom(it.cur)
+	}
+	s.track(seq, &pend{it: it, op: kind, sent: it.cur, isDelete: kind == proto.OpDelete})
+	return s.c.Send(op)
+}
+
+func (s *sender) sendItem(it *item) error {
+	switch it.cur.Kind {
+	case state.KindDir:
+		return s.sendOp(it, proto.OpMkdir)
+	case state.KindSymlink:
+		return s.sendOp(it, proto.OpSymlink)
+	case state.KindFifo, state.KindChr, state.KindBlk, state.KindSock:
+		return s.sendOp(it, proto.OpSpecial)
+	case state.KindReg:
+	default:
+		return nil
+	}
+	if it.cur.Nlink > 1 {
+		key := [2]uint64{it.cur.Dev, it.cur.Ino}
+		if first, ok := s.links[key]; ok && first != it.wire {
+			if err := s.acquire(); err != nil {
+				return err
+			}
+			seq := s.nextSeq()
+			op := proto.Op{Seq: seq, Group: it.group.Name, Kind: proto.OpHardlink, Path: []byte(it.wire),
+				HasBase: it.hasBase, New: proto.RecordFrom(it.cur), LinkTo: []byte(first), Forced: it.forced}
+			if it.hasBase {
+				op.Base = proto.RecordFrom(it.base)
+			}
+			s.track(seq, &pend{it: it, op: proto.OpHardlink, sent: it.cur})
+			return s.c.Send(op)
+		}
+		s.links[key] = it.wire
+	}
+	if it.hasBase && it.base.SameContent(&it.cur) {
+		return s.sendOp(it, proto.OpMeta)
+	}
+	if s.o.DryRun {
+		return s.sendOp(it, proto.OpFile)
+	}
+	if it.cur.Size >= delta.WholeFileThreshold {
+		if err := s.acquire(); err != nil {
+			return err
+		}
+		seq := s.nextSeq()
+		s.mu.Lock()
+		s.sigWait[seq] = it
+		s.mu.Unlock()
+		if err := s.c.Send(proto.SigRequest{Seq: seq, Group: it.group.Name, Path: []byte(it.wire), BasisHint: proto.RecordFrom(it.base)}); err != nil {
+			return err
+		}
+		return s.c.Flush() // let the peer start on the signature now
+	}
+	return s.sendFile(it, nil)
+}
+
+// sendFile sends a regular file whole, or as a delta against sig. The
+// window slot taken for the signature request (if any) carries over.
+func (s *sender) sendFile(it *item, sig *delta.Signature) error {
+	f, err := os.OpenFile(it.path, os.O_RDONLY|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		s.settleLocal(it, fmt.Sprintf("open %s: %v (it stays dirty; the next check sees why)", it.path, err))
+		return nil
+	}
+	defer f.Close()
+	seq := s.nextSeq()
+	h := sha256.New()
+	newRec := it.cur
+	content := proto.ContentWhole
+	if sig != nil {
+		content = proto.ContentDelta
+	}
+	small := sig == nil && it.cur.Size < delta.WholeFileThreshold
+	var body []byte
+	if small {
+		body, err = io.ReadAll(io.LimitReader(f, delta.WholeFileThreshold+1))
+		if err != nil {
+			s.settleLocal(it, fmt.Sprintf("read %s: %v", it.path, err))
+			return nil
+		}
+		h.Write(body)
+		h.Sum(newRec.Hash[:0])
+		newRec.Size = int64(len(body))
+	}
+	op := proto.Op{Seq: seq, Group: it.group.Name, Kind: proto.OpFile, Path: []byte(it.wire),
+		HasBase: it.hasBase, New: proto.RecordFrom(newRec), Content: content, Forced: it.forced}
+	if it.hasBase {
+		op.Base = proto.RecordFrom(it.base)
+	}
+	s.track(seq, &pend{it: it, op: proto.OpFile, sent: newRec})
+	if err := s.c.Send(op); err != nil {
+		return err
+	}
+	dw := &dataWriter{c: s.c, seq: seq}
+	switch {
+	case small:
+		_, err = dw.Write(body)
+	case sig != nil:
+		err = delta.WriteDelta(sig, io.TeeReader(f, h), dw)
+	default:
+		_, err = io.Copy(dw, io.TeeReader(f, h))
+	}
+	if err == nil {
+		err = dw.flush()
+	}
+	if err != nil {
+		return fmt.Errorf("send %s: %w", it.path, err)
+	}
+	var sum [32]byte
+	h.Sum(sum[:0])
+	s.mu.Lock()
+	s.res.DataBytes += dw.n
+	s.mu.Unlock()
+	return s.c.Send(proto.DataEnd{Seq: seq, SHA256: sum})
+}
+
+// settleLocal gives back a window slot for an item that could not be sent.
+func (s *sender) settleLocal(it *item, problem string) {
+	s.mu.Lock()
+	s.outstanding--
+	s.res.Failed++
+	s.res.Problems = append(s.res.Problems, problem)
+	s.mu.Unlock()
+	s.log.Warn("cannot send", "path", it.path, "problem", problem)
+}
+
+// dataWriter cuts a stream into Data frames.
+type dataWriter struct {
+	c   *proto.Conn
+	seq uint64
+	buf []byte
+	n   int64
+}
+
+func (d *dataWriter) Write(p []byte) (int, error) {
+	total := len(p)
+	for len(p) > 0 {
+		if d.buf == nil {
+			d.buf = make([]byte, 0, proto.MaxData)
+		}
+		k := min(len(p), proto.MaxData-len(d.buf))
+		d.buf = append(d.buf, p[:k]...)
+		p = p[k:]
+		if len(d.buf) == proto.MaxData {
+			if err := d.flush(); err != nil {
+				return 0, err
+			}
+		}
+	}
+	return total, nil
+}
+
+func (d *dataWriter) flush() error {
+	if len(d.buf) == 0 {
+		return nil
+	}
+	d.n += int64(len(d.buf))
+	err := d.c.Send(proto.Data{Seq: d.seq, Bytes: d.buf})
+	d.buf = d.buf[:0]
+	return err
+}
+
+// read is the reader goroutine: acknowledgements, signatures, batch ends.
+func (s *sender) read() {
+	var sigSeq uint64
+	var sigBuf bytes.Buffer
+	var sigHave bool
+	var sigBasis proto.Record
+	fail := func(err error) {
+		s.mu.Lock()
+		if s.readErr == nil {
+			s.readErr = err
+		}
+		s.mu.Unlock()
+		s.signal()
+	}
+	for {
+		m, err := s.c.Recv()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				err = errors.New("the remote helper closed the connection")
+			}
+			fail(err)
+			return
+		}
+		switch m := m.(type) {
+		case *proto.Ack:
+			s.onAck(m)
+		case *proto.Sig:
+			sigSeq, sigHave, sigBasis = m.Seq, m.Have, m.Basis
+			sigBuf.Reset()
+			if !m.Have {
+				s.pushEvent(event{seq: m.Seq})
+			}
+		case *proto.Data:
+			if m.Seq != sigSeq {
+				fail(fmt.Errorf("protocol: unexpected data for seq %d", m.Seq))
+				return
+			}
+			sigBuf.Write(m.Bytes)
+		case *proto.DataEnd:
+			if m.Seq != sigSeq || !sigHave {
+				fail(fmt.Errorf("protocol: unexpected end of data for seq %d", m.Seq))
+				return
+			}
+			sig, err := delta.ReadSignature(bytes.NewReader(sigBuf.Bytes()), int64(sigBuf.Len()))
+			s.pushEvent(event{seq: m.Seq, have: true, sig: sig, basis: sigBasis, err: err})
+		case *proto.BatchDone:
+			s.mu.Lock()
+			s.batchDone = true
+			if len(m.ActionErrors) > 0 {
+				s.res.Problems = append(s.res.Problems, m.ActionErrors...)
+			}
+			s.mu.Unlock()
+			s.signal()
+		case *proto.Error:
+			fail(fmt.Errorf("peer %s refused the session: %s", s.peer, m.Message))
+			return
+		default:
+			fail(fmt.Errorf("protocol: unexpected %s from receiver", m.Type()))
+			return
+		}
+	}
+}
+
+func (s *sender) pushEvent(ev event) {
+	s.mu.Lock()
+	s.events = append(s.events, ev)
+	s.mu.Unlock()
+	s.signal()
+}
+
+const commitEvery = 2000
+
+func (s *sender) onAck(a *proto.Ack) {
+	s.mu.Lock()
+	defer s.signal()
+	defer s.mu.Unlock()
+	p, ok := s.pending[a.Seq]
+	if !ok {
+		if s.readErr == nil {
+			s.readErr = fmt.Errorf("protocol: ack for unknown seq %d", a.Seq)
+		}
+		return
+	}
+	delete(s.pending, a.Seq)
+	it := p.it
+	word := a.Status.String()
+	switch a.Status {
+	case proto.AckOK, proto.AckSame:
+		s.outstanding--
+		if a.Status == proto.AckSame {
+			s.res.Same++
+		} else if p.isDelete {
+			s.res.Deleted++
+		} else {
+			s.res.Updated++
+		}
+		if s.batch != nil {
+			if p.isDelete {
+				s.batch.DeleteBase(s.peer, it.path)
+			} else {
+				agreed := p.sent
+				if a.HasCurrent {
+					agreed = a.Current.FileRecord()
+				}
+				s.batch.PutBase(s.peer, it.path, &agreed)
+			}
+			s.batch.ClearDirty(s.peer, it.path)
+			if it.forced {
+				_ = s.o.Store.DeleteConflict(it.path, s.peer)
+			}
+			s.sinceCommit++
+			if s.sinceCommit >= commitEvery {
+				if err := s.batch.CommitDurable(); err != nil {
+					s.readErr = fmt.Errorf("record synced state: %w", err)
+				}
+				s.batch = s.o.Store.NewBatch()
+				s.sinceCommit = 0
+			}
+		}
+	case proto.AckRetry:
+		// Keep the slot: the item goes again, whole.
+		if s.retries == nil {
+			s.retries = map[uint64]*item{}
+		}
+		s.retries[a.Seq] = it
+		s.events = append(s.events, event{seq: a.Seq, retry: true})
+		word = "retry"
+	case proto.AckConflict:
+		s.outstanding--
+		s.res.Conflicts++
+		if !s.o.DryRun {
+			c := state.Conflict{Path: it.path, Peer: s.peer, Group: it.group.Name, Local: it.cur,
+				RemoteExists: a.HasCurrent, DetectedNs: time.Now().UnixNano(), Reason: a.Message}
+			if a.HasCurrent {
+				c.Remote = a.Current.FileRecord()
+			}
+			if err := s.o.Store.PutConflict(c); err != nil {
+				s.log.Error("record conflict", "path", it.path, "error", err)
+			}
+		}
+	default:
+		s.outstanding--
+		if a.Status == proto.AckRefused {
+			s.res.Refused++
+		} else {
+			s.res.Failed++
+		}
+		s.res.Problems = append(s.res.Problems, fmt.Sprintf("%s: %s", it.path, a.Message))
+		s.log.Warn("peer did not apply", "path", it.path, "status", a.Status.String(), "reason", a.Message)
+	}
+	if s.o.Progress != nil {
+		s.outMu.Lock()
+		fmt.Fprintf(s.o.Progress, "%-8s %-6s %s %s\n", word, p.op, s.peer, DisplayPath(it.path))
+		s.outMu.Unlock()
+	}
+}

@@ -1,0 +1,680 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"ocf-csync/syncer/apply"
+	"ocf-csync/syncer/config"
+	"ocf-csync/syncer/delta"
+	"ocf-csync/syncer/proto"
+	"ocf-csync/syncer/scan"
+	"ocf-csync/syncer/state"
+)
+
+// ServeOptions drive the receiver (`ocf-csync serve`).
+type ServeOptions struct {
+	View   *config.NodeView
+	Config *config.Config
+	Store  *state.Store
+	In     io.Reader
+	Out    io.Writer
+	Log    *slog.Logger
+}
+
+// Acks wait until the changes they report are durable; these bound how
+// much is applied before one syncfs makes a whole group of files durable.
+const (
+	ackBatchFiles = 1000
+	ackBatchBytes = 256 << 20
+)
+
+type actionKey struct{ command, logfile string }
+
+type receiver struct {
+	o       ServeOptions
+	c       *proto.Conn
+	log     *slog.Logger
+	sender  string
+	dry     bool
+	groups  map[string]*config.GroupView
+	targets map[string]*apply.Target
+
+	acks        []proto.Ack
+	ackBytes    int64
+	batch       *state.Batch
+	actions     map[actionKey][]string
+	actionOrder []actionKey
+	dirMtimes   map[string]int64 // dirs we changed, with their mtime before
+	dirMetaSet  map[string]bool
+}
+
+// Serve runs the receiver side of one session on In/Out.
+func Serve(ctx context.Context, o ServeOptions) error {
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	r := &receiver{o: o, c: proto.NewConn(o.In, o.Out), log: o.Log, groups: map[string]*config.GroupView{},
+		targets: map[string]*apply.Target{}, actions: map[actionKey][]string{},
+		dirMtimes: map[string]int64{}, dirMetaSet: map[string]bool{}}
+	for _, g := range o.View.Groups {
+		r.groups[g.Name] = g
+	}
+	authorize := func(sender, group string) ([]byte, error) {
+		g := r.groups[group]
+		if g == nil {
+			return nil, fmt.Errorf("group %s is unknown here, or node %s is not one of its hosts", group, o.View.Name)
+		}
+		member := false
+		for _, h := range g.Hosts {
+			if h.Name == sender {
+				member = true
+			}
+		}
+		if !member {
+			return nil, fmt.Errorf("sender %s is not a host of group %s", sender, group)
+		}
+		if g.IsSlave(sender) {
+			return nil, fmt.Errorf("permission denied for slave: %s is a slave in group %s and may not push", sender, group)
+		}
+		return proto.ReadKeyFile(g.Key)
+	}
+	sender, _, flags, err := proto.ServerHandshake(r.c, o.View.Name, authorize)
+	if err != nil {
+		return err
+	}
+	r.sender = sender
+	r.dry = flags&proto.FlagDryRun != 0
+	r.log = r.log.With("peer", sender)
+	if !r.dry {
+		r.batch = o.Store.NewBatch()
+	}
+	err = r.loop(ctx)
+	if ferr := r.flushAcks(); err == nil {
+		err = ferr
+	}
+	if r.batch != nil {
+		if cerr := r.batch.CommitDurable(); err == nil && cerr != nil {
+			err = cerr
+		}
+	}
+	return err
+}
+
+func (r *receiver) loop(ctx context.Context) error {
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		m, err := r.c.Recv()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return errors.New("sender closed the connection before the end of the session")
+			}
+			return err
+		}
+		switch m := m.(type) {
+		case *proto.Op:
+			if err := r.op(m); err != nil {
+				return err
+			}
+		case *proto.SigRequest:
+			if err := r.sig(m); err != nil {
+				return err
+			}
+		case *proto.EndBatch:
+			if err := r.endBatch(m); err != nil {
+				return err
+			}
+		case *proto.Bye:
+			return nil
+		case *proto.Error:
+			return m
+		default:
+			return fmt.Errorf("protocol: unexpected %s from sender", m.Type())
+		}
+	}
+}
+
+func (r *receiver) target(g *config.GroupView) *apply.Target {
+	if t, ok := r.targets[g.Name]; ok {
+		return t
+	}
+	t := apply.New(apply.Options{
+		Ignore:    r.o.Config.Ignore,
+		Allowed: func(p string, isDir bool) bool {
+			synced, descend := g.Match(p, isDir)
+			return synced || (isDir && descend)
+		},
+		TempDir:   r.o.Config.Tempdir,
+		Backup:    apply.Backup{Dir: g.BackupDir, Generations: g.BackupGenerations},
+		Logger:    r.log,
+		DeferSync: true,
+	})
+	r.targets[g.Name] = t
+	return t
+}
+
+// resolve maps a wire name to a local path the receiver may touch.
+func (r *receiver) resolve(group string, wire []byte) (*config.GroupView, string, *apply.Target, error) {
+	g := r.groups[group]
+	if g == nil {
+		return nil, "", nil, fmt.Errorf("group %s is not a group of %s", group, r.o.View.Name)
+	}
+	local, err := g.LocalPath(string(wire))
+	if err != nil {
+		return nil, "", nil, err
+	}
+	t := r.target(g)
+	if err := t.Check(local); err != nil {
+		return nil, "", nil, err
+	}
+	return g, local, t, nil
+}
+
+// current describes the local copy, reusing the recorded hash when the stat
+// fields did not change since this node last recorded the file.
+func (r *receiver) current(t *apply.Target, path string) (state.FileRecord, bool, error) {
+	st, err := scan.Lstat(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return state.FileRecord{}, false, nil
+	}
+	if err != nil {
+		return st, false, err
+	}
+	if st.Kind != state.KindReg {
+		return st, true, nil
+	}
+	if rec, ok, err := r.o.Store.GetFile(path); err == nil && ok && !rec.StatChanged(&st) {
+		st.Hash = rec.Hash
+		return st, true, nil
+	}
+	return t.Current(path)
+}
+
+func matchesBase(op *proto.Op, cur *state.FileRecord, exists bool) bool {
+	if !op.HasBase || op.Base.Kind == state.KindNone {
+		return !exists
+	}
+	if !exists {
+		return false
+	}
+	base := op.Base.FileRecord()
+	return cur.SameContent(&base)
+}
+
+func (r *receiver) queueAck(a proto.Ack, bytes int64) error {
+	r.acks = append(r.acks, a)
+	r.ackBytes += bytes
+	if len(r.acks) >= ackBatchFiles || r.ackBytes >= ackBatchBytes {
+		return r.flushAcks()
+	}
+	return nil
+}
+
+// flushAcks makes everything applied so far durable, then reports it.
+func (r *receiver) flushAcks() error {
+	if len(r.acks) == 0 {
+		return r.c.Flush()
+	}
+	if !r.dry {
+		for _, t := range r.targets {
+			if err := t.Sync(); err != nil {
+				return fmt.Errorf("make received files durable: %w", err)
+			}
+		}
+		if err := r.batch.CommitDurable(); err != nil {
+			return fmt.Errorf("record received files: %w", err)
+		}
+		r.batch = r.o.Store.NewBatch()
+	}
+	for _, a := range r.acks {
+		if err := r.c.Send(a); err != nil {
+			return err
+		}
+	}
+	r.acks = r.acks[:0]
+	r.ackBytes = 0
+	return r.c.Flush()
+}
+
+// drain skips the content frames of an op that will not be applied.
+func (r *receiver) drain(op *proto.Op) error {
+	if op.Content == proto.ContentNone {
+		return nil
+	}
+	dr := &dataReader{c: r.c, seq: op.Seq}
+	_, err := io.Copy(io.Discard, dr)
+	return err
+}
+
+func (r *receiver) refuse(op *proto.Op, status proto.AckStatus, msg string) error {
+	if err := r.drain(op); err != nil {
+		return err
+	}
+	r.log.Warn("not applied", "path", string(op.Path), "status", status.String(), "reason", msg)
+	return r.queueAck(proto.Ack{Seq: op.Seq, Status: status, Message: msg}, 0)
+}
+
+func (r *receiver) conflict(op *proto.Op, g *config.GroupView, local string, cur *state.FileRecord, exists bool) error {
+	if err := r.drain(op); err != nil {
+		return err
+	}
+	msg := "changed on both sides since they last agreed"
+	switch {
+	case !exists:
+		msg = "deleted here, changed on the sender"
+	case op.Kind == proto.OpDelete:
+		msg = "deleted on the sender, changed here"
+	}
+	if !r.dry {
+		c := state.Conflict{Path: local, Peer: r.sender, Group: g.Name, Local: *cur, Remote: op.New.FileRecord(),
+			RemoteExists: op.Kind != proto.OpDelete, DetectedNs: time.Now().UnixNano(), Reason: msg}
+		if err := r.o.Store.PutConflict(c); err != nil {
+			r.log.Error("record conflict", "path", local, "error", err)
+		}
+	}
+	a := proto.Ack{Seq: op.Seq, Status: proto.AckConflict, Message: msg, HasCurrent: exists}
+	if exists {
+		a.Current = proto.RecordFrom(*cur)
+	}
+	return r.queueAck(a, 0)
+}
+
+// touchDir remembers a directory's mtime before we change its entries, so
+// it can be put back when the sender does not send a new one.
+func (r *receiver) touchDir(path string) {
+	dir := filepath.Dir(path)
+	if _, ok := r.dirMtimes[dir]; ok {
+		return
+	}
+	if st, err := scan.Lstat(dir); err == nil && st.Kind == state.KindDir {
+		r.dirMtimes[dir] = st.MtimeNs
+	}
+}
+
+func (r *receiver) op(op *proto.Op) error {
+	g, local, t, err := r.resolve(op.Group, op.Path)
+	if err != nil {
+		return r.refuse(op, proto.AckRefused, fmt.Sprintf("%s refuses %q: %v", r.o.View.Name, op.Path, err))
+	}
+	cur, exists, err := r.current(t, local)
+	if err != nil {
+		return r.refuse(op, proto.AckError, err.Error())
+	}
+	newRec := op.New.FileRecord()
+	ig := r.o.Config.Ignore
+
+	if op.Kind == proto.OpDelete {
+		if !exists {
+			return r.done(op, g, local, nil, proto.AckSame, false, 0)
+		}
+		if !op.Forced && !matchesBase(op, &cur, exists) {
+			return r.conflict(op, g, local, &cur, exists)
+		}
+		if !r.dry {
+			r.touchDir(local)
+			if err := t.Delete(local); err != nil {
+				return r.refuse(op, proto.AckError, err.Error())
+			}
+		}
+		return r.done(op, g, local, nil, proto.AckOK, true, 0)
+	}
+
+	sameObject := exists && cur.SameContent(&newRec)
+	if op.Kind == proto.OpDirMeta {
+		sameObject = exists && cur.Kind == state.KindDir
+	}
+	if sameObject {
+		if err := r.drain(op); err != nil {
+			return err
+		}
+		status := proto.AckSame
+		if !cur.SameMeta(&newRec, ig) || op.Kind == proto.OpDirMeta {
+			if !r.dry {
+				if op.Kind == proto.OpDirMeta || cur.Kind == state.KindDir {
+					err = t.SetDirMeta(local, newRec)
+					r.dirMetaSet[local] = true
+				} else {
+					err = t.SetMeta(local, newRec)
+				}
+				if err != nil {
+					return r.refuse(op, proto.AckError, err.Error())
+				}
+			}
+			if op.Kind != proto.OpDirMeta {
+				status = proto.AckOK
+			}
+		}
+		return r.done(op, g, local, &cur, status, false, 0)
+	}
+	if op.Kind == proto.OpMeta {
+		// The sender thinks we hold its content; we do not.
+		if op.Forced || matchesBase(op, &cur, exists) {
+			return r.queueAck(proto.Ack{Seq: op.Seq, Status: proto.AckRetry, Message: "content differs: send it whole"}, 0)
+		}
+		return r.conflict(op, g, local, &cur, exists)
+	}
+	if !op.Forced && !matchesBase(op, &cur, exists) {
+		return r.conflict(op, g, local, &cur, exists)
+	}
+	if r.dry {
+		if err := r.drain(op); err != nil {
+			return err
+		}
+		return r.done(op, g, local, &newRec, proto.AckOK, true, 0)
+	}
+	r.touchDir(local)
+	if err := t.MkdirParents(local); err != nil {
+		return r.refuse(op, proto.AckError, err.Error())
+	}
+	if exists && cur.Kind == state.KindDir && newRec.Kind != state.KindDir {
+		if err := t.Delete(local); err != nil {
+			return r.refuse(op, proto.AckError, err.Error())
+		}
+	}
+	var n int64
+	switch op.Kind {
+	case proto.OpMkdir, proto.OpDirMeta:
+		if exists && cur.Kind != state.KindDir {
+			if err := t.Delete(local); err != nil {
+				return r.refuse(op, proto.AckError, err.Error())
+			}
+		}
+		err = t.Mkdir(local, newRec)
+		if op.Kind == proto.OpDirMeta && err == nil {
+			err = t.SetDirMeta(local, newRec)
+			r.dirMetaSet[local] = true
+		}
+	case proto.OpSymlink:
+		err = t.Symlink(local, newRec)
+	case proto.OpSpecial:
+		err = t.Special(local, newRec)
+	case proto.OpHardlink:
+		var other string
+		other, err = g.LocalPath(string(op.LinkTo))
+		if err == nil {
+			err = t.Check(other)
+		}
+		if err == nil {
+			err = t.Link(local, other, newRec)
+		}
+	case proto.OpFile:
+		newRec, n, err = r.receiveFile(op, t, local, newRec)
+		if errors.Is(err, errRetry) {
+			return r.queueAck(proto.Ack{Seq: op.Seq, Status: proto.AckRetry, Message: err.Error()}, 0)
+		}
+	default:
+		err = fmt.Errorf("unknown operation %s", op.Kind)
+	}
+	if err != nil {
+		if op.Kind != proto.OpFile {
+			return r.refuse(op, proto.AckError, err.Error())
+		}
+		return r.queueAck(proto.Ack{Seq: op.Seq, Status: proto.AckError, Message: err.Error()}, 0)
+	}
+	return r.done(op, g, local, &newRec, proto.AckOK, true, n)
+}
+
+var errRetry = errors.New("content did not verify; send it whole")
+
+// receiveFile writes the content frames of op into place.
+func (r *receiver) receiveFile(op *proto.Op, t *apply.Target, local string, rec state.FileRecord) (state.FileRecord, int64, error) {
+	dr := &dataReader{c: r.c, seq: op.Seq}
+	var basis *os.File
+	if op.Content == proto.ContentDelta {
+		var err error
+		basis, err = t.OpenBasis(local)
+		if err != nil {
+			io.Copy(io.Discard, dr)
+			return rec, 0, fmt.Errorf("%w (%v)", errRetry, err)
+		}
+		defer basis.Close()
+	}
+	fill := func(w io.Writer) error {
+		var err error
+		if basis != nil {
+			err = delta.Patch(basis, dr, w)
+		} else {
+			_, err = io.Copy(w, dr)
+		}
+		// Read to the end of the stream whatever happened, so the session
+		// stays in step.
+		if _, derr := io.Copy(io.Discard, dr); err == nil {
+			err = derr
+		}
+		return err
+	}
+	err := t.WriteFileExpect(local, rec, fill, func() state.Hash { return dr.sum })
+	if errors.Is(err, apply.ErrHashMismatch) || (err != nil && basis != nil && dr.ended) {
+		return rec, dr.n, fmt.Errorf("%w (%v)", errRetry, err)
+	}
+	if err != nil {
+		if !dr.ended {
+			if _, derr := io.Copy(io.Discard, dr); derr != nil {
+				return rec, dr.n, derr
+			}
+		}
+		return rec, dr.n, err
+	}
+	rec.Hash = dr.sum
+	return rec, dr.n, nil
+}
+
+// done records an applied (or already equal) op and queues its ack.
+func (r *receiver) done(op *proto.Op, g *config.GroupView, local string, rec *state.FileRecord, status proto.AckStatus, changed bool, n int64) error {
+	a := proto.Ack{Seq: op.Seq, Status: status}
+	if r.dry {
+		return r.queueAck(a, n)
+	}
+	if op.Kind == proto.OpDelete {
+		r.batch.DeleteFile(local)
+		r.batch.DeleteBase(r.sender, local)
+	} else {
+		now, err := scan.Lstat(local)
+		if err != nil {
+			return r.queueAck(proto.Ack{Seq: op.Seq, Status: proto.AckError, Message: err.Error()}, n)
+		}
+		if now.Kind == state.KindReg && rec != nil {
+			now.Hash = rec.Hash
+		}
+		r.batch.PutFile(local, &now)
+		r.batch.PutBase(r.sender, local, &now)
+		a.HasCurrent = true
+		a.Current = proto.RecordFrom(now)
+	}
+	r.batch.ClearDirty(r.sender, local)
+	if changed && op.Kind != proto.OpDirMeta {
+		r.queueActions(g, local)
+	}
+	return r.queueAck(a, n)
+}
+
+func (r *receiver) queueActions(g *config.GroupView, local string) {
+	for _, a := range g.ActionsFor(local) {
+		if a.DoLocalOnly {
+			continue
+		}
+		for _, cmd := range a.Exec {
+			k := actionKey{cmd, a.Logfile}
+			if _, ok := r.actions[k]; !ok {
+				r.actionOrder = append(r.actionOrder, k)
+			}
+			r.actions[k] = append(r.actions[k], local)
+		}
+	}
+}
+
+func (r *receiver) sig(m *proto.SigRequest) error {
+	_, local, t, err := r.resolve(m.Group, m.Path)
+	if err != nil {
+		if err := r.c.Send(proto.Sig{Seq: m.Seq}); err != nil {
+			return err
+		}
+		return r.c.Flush()
+	}
+	st, err := scan.Lstat(local)
+	if err != nil || st.Kind != state.KindReg || st.Size == 0 {
+		if err := r.c.Send(proto.Sig{Seq: m.Seq}); err != nil {
+			return err
+		}
+		return r.c.Flush()
+	}
+	f, err := t.OpenBasis(local)
+	if err != nil {
+		if err := r.c.Send(proto.Sig{Seq: m.Seq}); err != nil {
+			return err
+		}
+		return r.c.Flush()
+	}
+	defer f.Close()
+	if err := r.c.Send(proto.Sig{Seq: m.Seq, Have: true, Basis: proto.RecordFrom(st)}); err != nil {
+		return err
+	}
+	dw := &dataWriter{c: r.c, seq: m.Seq}
+	if err := delta.WriteSignature(f, st.Size, dw); err != nil {
+		return fmt.Errorf("signature of %s: %w", local, err)
+	}
+	if err := dw.flush(); err != nil {
+		return err
+	}
+	if err := r.c.Send(proto.DataEnd{Seq: m.Seq}); err != nil {
+		return err
+	}
+	return r.c.Flush()
+}
+
+func (r *receiver) endBatch(m *proto.EndBatch) error {
+	if err := r.flushAcks(); err != nil {
+		return err
+	}
+	if !r.dry {
+		r.restoreDirTimes()
+	}
+	done := proto.BatchDone{Seq: m.Seq}
+	if !r.dry {
+		for _, k := range r.actionOrder {
+			done.ActionsRun++
+			if err := runAction(k, r.actions[k]); err != nil {
+				r.log.Error("action failed", "command", k.command, "error", err)
+				done.ActionErrors = append(done.ActionErrors, fmt.Sprintf("action %q on %s: %v", k.command, r.o.View.Name, err))
+			}
+		}
+	}
+	r.actions = map[actionKey][]string{}
+	r.actionOrder = nil
+	if err := r.c.Send(done); err != nil {
+		return err
+	}
+	return r.c.Flush()
+}
+
+// restoreDirTimes puts back the mtime of directories whose entries we
+// changed, unless the sender sent their metadata itself.
+func (r *receiver) restoreDirTimes() {
+	dirs := make([]string, 0, len(r.dirMtimes))
+	for d := range r.dirMtimes {
+		dirs = append(dirs, d)
+	}
+	sort.Sort(sort.Reverse(sort.StringSlice(dirs)))
+	for _, d := range dirs {
+		if r.dirMetaSet[d] {
+			continue
+		}
+		st, err := scan.Lstat(d)
+		if err != nil || st.Kind != state.KindDir {
+			continue
+		}
+		st.MtimeNs = r.dirMtimes[d]
+		for _, g := range r.o.View.GroupsFor(d) {
+			_ = r.target(g).SetDirMeta(d, st)
+			break
+		}
+		if now, err := scan.Lstat(d); err == nil {
+			if rec, ok, _ := r.o.Store.GetFile(d); ok && rec.MtimeNs == now.MtimeNs {
+				r.batch.PutFile(d, &now)
+			}
+		}
+	}
+	r.dirMtimes = map[string]int64{}
+	r.dirMetaSet = map[string]bool{}
+}
+
+// runAction runs one csync2 action with %% replaced by the changed files
+// (real local paths, shell-quoted), output appended to its logfile.
+func runAction(k actionKey, files []string) error {
+	quoted := make([]string, len(files))
+	for i, f := range files {
+		quoted[i] = shellQuote(f)
+	}
+	cmdline := strings.ReplaceAll(k.command, "%%", strings.Join(quoted, " "))
+	logfile := k.logfile
+	if logfile == "" {
+		logfile = "/dev/null"
+	}
+	out, err := os.OpenFile(logfile, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("open action logfile %s: %w", logfile, err)
+	}
+	defer out.Close()
+	cmd := exec.Command("/bin/sh", "-c", cmdline)
+	cmd.Stdout, cmd.Stderr = out, out
+	return cmd.Run()
+}
+
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// dataReader reads the Data frames of one seq up to its DataEnd.
+type dataReader struct {
+	c     *proto.Conn
+	seq   uint64
+	cur   []byte
+	ended bool
+	sum   [32]byte
+	n     int64
+}
+
+func (d *dataReader) Read(p []byte) (int, error) {
+	for len(d.cur) == 0 {
+		if d.ended {
+			return 0, io.EOF
+		}
+		m, err := d.c.Recv()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return 0, io.ErrUnexpectedEOF
+			}
+			return 0, err
+		}
+		switch m := m.(type) {
+		case *proto.Data:
+			if m.Seq != d.seq {
+				return 0, fmt.Errorf("protocol: data for seq %d inside seq %d", m.Seq, d.seq)
+			}
+			d.cur = m.Bytes
+			d.n += int64(len(m.Bytes))
+		case *proto.DataEnd:
+			if m.Seq != d.seq {
+				return 0, fmt.Errorf("protocol: end of data for seq %d inside seq %d", m.Seq, d.seq)
+			}
+			d.ended = true
+			d.sum = m.SHA256
+		default:
+			return 0, fmt.Errorf("protocol: %s inside the data of seq %d", m.Type(), d.seq)
+		}
+	}
+	k := copy(p, d.cur)
+	d.cur = d.cur[k:]
+	return k, nil
+}

@@ -1,0 +1,495 @@
+package state
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	badger "github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
+)
+
+// SchemaVersion is the layout version written into the sentinel.
+const SchemaVersion = 1
+
+// DefaultLockTimeout is how long Open waits for another owner by default.
+const DefaultLockTimeout = 12 * time.Second
+
+// gcInterval is how often the value log is garbage collected; a variable so
+// tests can shorten it.
+var gcInterval = 10 * time.Minute
+
+// Options configure Open.
+type Options struct {
+	Dir         string        // DB directory, created 0700 if missing
+	Node        string        // this node's name; checked against the sentinel unless empty
+	LockTimeout time.Duration // how long to wait for another owner; default 12s
+	Logger      *slog.Logger  // nil: discard
+	ReadOnly    bool          // badger read-only; still takes the owner lock
+
+	// AllowRebuild is for `ocf-csync rebuild`: open a DB that lost its
+	// sentinel, has another node's or a newer schema's sentinel, or is
+	// corrupt (the damaged files are moved to <Dir>/corrupt-<time>/). The
+	// caller must then call Reset.
+	AllowRebuild bool
+}
+
+// Sentinel marks a DB as initialised; see DESIGN.md §5.
+type Sentinel struct {
+	Schema  int       `json:"schema"`
+	Node    string    `json:"node"`
+	Created time.Time `json:"created"`
+}
+
+// Store is the per-node state DB. It is safe for concurrent use.
+type Store struct {
+	db       *badger.DB
+	dir      string
+	node     string
+	readOnly bool
+	log      *slog.Logger
+	lock     *dirLock
+	sentinel Sentinel
+
+	closed    atomic.Bool
+	closeOnce sync.Once
+	closeErr  error
+	gcStop    chan struct{}
+	gcDone    chan struct{}
+	gcMu      sync.Mutex // serialises value-log GC with Reset
+	gcRuns    atomic.Int64
+	mu        sync.Mutex // serialises read-modify-write updates (action seq)
+}
+
+// Open takes the owner lock on o.Dir (waiting up to o.LockTimeout), opens
+// badger with small-node settings and checks the sentinel.
+func Open(ctx context.Context, o Options) (_ *Store, err error) {
+	if o.Dir == "" {
+		return nil, errors.New("open state db: no directory given")
+	}
+	dir, err := filepath.Abs(o.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("open state db %q: %w", o.Dir, err)
+	}
+	if o.Node != "" {
+		if err := checkName("node", o.Node); err != nil {
+			return nil, fmt.Errorf("open state db %q: %w", dir, err)
+		}
+	}
+	if o.LockTimeout <= 0 {
+		o.LockTimeout = DefaultLockTimeout
+	}
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	log = log.With("statedb", dir)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create state db directory %q: %w", dir, err)
+	}
+	lk, err := acquireLock(ctx, dir, o.Node, o.LockTimeout)
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{dir: dir, node: o.Node, readOnly: o.ReadOnly, log: log, lock: lk}
+	defer func() {
+		if err != nil {
+			if s.db != nil {
+				_ = closeBadger(s.db)
+			}
+			_ = lk.release()
+		}
+	}()
+
+	if o.ReadOnly {
+		if _, err := os.Stat(filepath.Join(dir, "MANIFEST")); errors.Is(err, os.ErrNotExist) {
+			return nil, &dbError{ErrNoDB, fmt.Sprintf(
+				"state db %q does not exist yet; it is created by the first sync or scan", dir)}
+		}
+	}
+	_, uerr := os.Stat(filepath.Join(dir, usedName))
+	aside, err := protectTables(dir, uerr == nil, o.AllowRebuild, log)
+	if err == nil {
+		s.db, err = openBadger(dir, o.ReadOnly, log)
+	}
+	if err == nil {
+		err = s.verify()
+	}
+	if errors.Is(err, ErrCorrupt) && o.AllowRebuild && !o.ReadOnly {
+		if s.db != nil {
+			_ = closeBadger(s.db)
+			s.db = nil
+		}
+		bad, merr := moveAside(dir) // kept for inspection, unlike orphans
+		if merr != nil {
+			return nil, fmt.Errorf("%w; moving the damaged files aside failed: %w", err, merr)
+		}
+		log.Warn("state db was corrupt; damaged files moved aside for the rebuild", "moved_to", bad, "err", err)
+		s.db, err = openBadger(dir, false, log)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := s.checkSentinel(o.AllowRebuild); err != nil {
+		return nil, err
+	}
+	if aside != "" {
+		// The DB is sound without them: badger would have deleted them.
+		_ = os.RemoveAll(aside)
+	}
+	if !o.ReadOnly {
+		s.gcStop = make(chan struct{})
+		s.gcDone = make(chan struct{})
+		go s.gcLoop()
+	}
+	return s, nil
+}
+
+// badgerOptions are the small-node settings from go-libraries.md §2.2.
+func badgerOptions(dir string, readOnly bool, log *slog.Logger) badger.Options {
+	return badger.DefaultOptions(dir).
+		WithMemTableSize(4 << 20).
+		WithNumMemtables(2).
+		WithNumLevelZeroTables(2).
+		WithNumLevelZeroTablesStall(4).
+		WithBaseTableSize(1 << 20).
+		WithBaseLevelSize(4 << 20).
+		WithValueThreshold(64 << 10). // ≤ 15% of the memtable, or Open fails
+		WithValueLogFileSize(16 << 20).
+		WithBlockCacheSize(4 << 20).
+		WithIndexCacheSize(2 << 20).
+		WithNumCompactors(2).
+		WithNumGoroutines(2).
+		WithCompactL0OnClose(!readOnly).
+		WithMetricsEnabled(false).
+		WithCompression(options.None). // records hold sha256es; compression buffers cost RAM
+		WithDetectConflicts(false).    // blind writes; read-modify-write holds Store.mu
+		WithReadOnly(readOnly).
+		WithLoggingLevel(badger.WARNING).
+		WithLogger(badgerLogger{log})
+}
+
+// openBadger opens the DB and turns badger's failures into our errors: its
+// directory lock into *LockedError, panics and damage into ErrCorrupt.
+func openBadger(dir string, readOnly bool, log *slog.Logger) (db *badger.DB, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			log.Error("badger panicked while opening the state db", "panic", shortCause(r))
+			db, err = nil, corruptError(dir, r)
+		}
+	}()
+	db, err = badger.Open(badgerOptions(dir, readOnly, log))
+	if err == nil {
+		return db, nil
+	}
+	switch {
+	case isBadgerLockErr(err):
+		return nil, lockedBy(dir, badgerHolder(dir), 0)
+	case errors.Is(err, os.ErrPermission), errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EROFS),
+		errors.Is(err, syscall.EIO), errors.Is(err, syscall.EMFILE):
+		return nil, fmt.Errorf("open state db %q: %v", dir, shortCause(err))
+	}
+	log.Error("badger failed to open the state db", "err", err)
+	return nil, corruptError(dir, err)
+}
+
+func closeBadger(db *badger.DB) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("close state db: %s", shortCause(r))
+		}
+	}()
+	return db.Close()
+}
+
+// verify reads every block of every table with its checksum. badger's
+// iterators silently stop at a damaged block, so without this a corrupt
+// table would look like missing files. It runs in our goroutine, where a
+// panic can be recovered (unlike checksum mode OnTableAndBlockRead, which
+// verifies in background goroutines at Open and can crash the process).
+func (s *Store) verify() (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			// badger's VerifyChecksum dereferences a nil block when a
+			// block fails to read: a damaged table, not our bug.
+			s.log.Error("state db checksum verification panicked", "panic", shortCause(r))
+			err = corruptError(s.dir, "a table failed its checksum check")
+		}
+	}()
+	if err := s.db.VerifyChecksum(); err != nil {
+		s.log.Error("state db checksum verification failed", "err", err)
+		return corruptError(s.dir, err)
+	}
+	return nil
+}
+
+// moveAside moves badger's files (everything but our lock and marker
+// files and earlier corrupt-* directories) into a new subdirectory.
+func moveAside(dir string) (string, error) {
+	aside := filepath.Join(dir, "corrupt-"+time.Now().Format("20060102-150405.000"))
+	if err := os.Mkdir(aside, 0o700); err != nil {
+		return "", err
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return "", err
+	}
+	for _, e := range ents {
+		n := e.Name()
+		if n == lockName || n == usedName || strings.HasPrefix(n, "corrupt-") {
+			continue
+		}
+		if err := os.Rename(filepath.Join(dir, n), filepath.Join(aside, n)); err != nil {
+			return "", err
+		}
+	}
+	return aside, syncDir(dir)
+}
+
+// checkSentinel implements DESIGN.md §5: an initialised DB must still carry
+// its sentinel; a new one gets a sentinel and the used marker.
+func (s *Store) checkSentinel(allowRebuild bool) error {
+	var sen Sentinel
+	found, err := s.getJSON([]byte{pfxSentinel}, &sen)
+	if err != nil {
+		return err
+	}
+	if found {
+		switch {
+		case allowRebuild:
+		case sen.Schema > SchemaVersion:
+			return &dbError{ErrSchema, fmt.Sprintf(
+				"state db %q has schema %d, newer than this ocf-csync (schema %d); nothing was changed; "+
+					"install the newer ocf-csync, or run `ocf-csync rebuild`", s.dir, sen.Schema, SchemaVersion)}
+		case s.node != "" && sen.Node != "" && sen.Node != s.node:
+			return &dbError{ErrNodeMismatch, fmt.Sprintf(
+				"state db %q belongs to node %q, but this is node %q; nothing was changed; "+
+					"fix the node name or the state directory, or run `ocf-csync rebuild`", s.dir, sen.Node, s.node)}
+		}
+		s.sentinel = sen
+		if !s.readOnly {
+			// A crash between the sentinel and the marker leaves no marker.
+			if _, err := os.Stat(filepath.Join(s.dir, usedName)); errors.Is(err, os.ErrNotExist) {
+				return s.writeUsed(sen)
+			}
+		}
+		return nil
+	}
+	used := false
+	if _, err := os.Stat(filepath.Join(s.dir, usedName)); err == nil {
+		used = true
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("state db %q: check used marker: %w", s.dir, err)
+	}
+	if !used {
+		// No marker, but data: the marker was lost, the sentinel too.
+		if used, err = s.hasKeys(); err != nil {
+			return err
+		}
+	}
+	if used {
+		if allowRebuild {
+			return nil
+		}
+		return &dbError{ErrNoSentinel, fmt.Sprintf(
+			"state db %q has lost its sentinel although it was used before (the DB was lost, damaged or emptied); "+
+				"nothing was changed; run `ocf-csync rebuild` to rebuild it from a scan", s.dir)}
+	}
+	if s.readOnly {
+		return &dbError{ErrNoDB, fmt.Sprintf(
+			"state db %q is not initialised yet; it is created by the first sync or scan", s.dir)}
+	}
+	return s.initSentinel()
+}
+
+// initSentinel writes a fresh sentinel durably, then the used marker.
+func (s *Store) initSentinel() error {
+	sen := Sentinel{Schema: SchemaVersion, Node: s.node, Created: time.Now().UTC()}
+	if err := s.putJSON([]byte{pfxSentinel}, sen, true); err != nil {
+		return err
+	}
+	s.sentinel = sen
+	return s.writeUsed(sen)
+}
+
+func (s *Store) writeUsed(sen Sentinel) error {
+	data, _ := json.Marshal(sen)
+	if err := writeFileSync(filepath.Join(s.dir, usedName), append(data, '\n')); err != nil {
+		return fmt.Errorf("state db %q: write used marker: %w", s.dir, err)
+	}
+	return nil
+}
+
+func writeFileSync(path string, data []byte) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+		return err
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// Dir is the absolute DB directory.
+func (s *Store) Dir() string { return s.dir }
+
+// Node is the node name the store was opened with.
+func (s *Store) Node() string { return s.node }
+
+// Sentinel is the sentinel read or written at Open (zero if AllowRebuild
+// opened a DB without one).
+func (s *Store) Sentinel() Sentinel { return s.sentinel }
+
+// Close stops value-log GC, closes badger (compacting L0) and releases the
+// owner lock. It is safe to call more than once.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		s.closed.Store(true)
+		if s.gcStop != nil {
+			close(s.gcStop)
+			<-s.gcDone
+		}
+		if err := closeBadger(s.db); err != nil {
+			s.closeErr = fmt.Errorf("close state db %q: %w", s.dir, err)
+		}
+		if err := s.lock.release(); err != nil && s.closeErr == nil {
+			s.closeErr = fmt.Errorf("release state db lock %q: %w", s.dir, err)
+		}
+	})
+	return s.closeErr
+}
+
+// Sync makes all committed writes durable.
+func (s *Store) Sync() error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	if err := s.db.Sync(); err != nil {
+		return fmt.Errorf("sync state db %q: %w", s.dir, err)
+	}
+	return nil
+}
+
+// Reset drops every key and writes a fresh sentinel; the used marker
+// stays. It is the first step of `ocf-csync rebuild`.
+func (s *Store) Reset() (err error) {
+	if err := s.writable(); err != nil {
+		return err
+	}
+	s.gcMu.Lock()
+	defer s.gcMu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	func() {
+		defer func() {
+			if r := recover(); r != nil {
+				err = corruptError(s.dir, r)
+			}
+		}()
+		err = s.db.DropAll()
+	}()
+	if err != nil {
+		return fmt.Errorf("reset state db %q: %w", s.dir, err)
+	}
+	s.log.Info("state db reset")
+	return s.initSentinel()
+}
+
+func (s *Store) writable() error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	if s.readOnly {
+		return &dbError{ErrReadOnly, fmt.Sprintf("state db %q is open read-only", s.dir)}
+	}
+	return nil
+}
+
+func (s *Store) gcLoop() {
+	defer close(s.gcDone)
+	t := time.NewTicker(gcInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.gcStop:
+			return
+		case <-t.C:
+			s.runGC()
+		}
+	}
+}
+
+// runGC rewrites value-log files until badger finds nothing worth it.
+func (s *Store) runGC() {
+	s.gcMu.Lock()
+	defer s.gcMu.Unlock()
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error("value log GC panicked; the state db may be damaged", "panic", shortCause(r))
+		}
+	}()
+	s.gcRuns.Add(1)
+	for i := 0; i < 100; i++ { // bounded: a run must not hold off Close for long
+		select {
+		case <-s.gcStop:
+			return
+		default:
+		}
+		err := s.db.RunValueLogGC(0.5)
+		if err == nil {
+			continue
+		}
+		if !errors.Is(err, badger.ErrNoRewrite) && !errors.Is(err, badger.ErrRejected) {
+			s.log.Warn("value log GC failed", "err", err)
+		}
+		return
+	}
+}
+
+// badgerLogger passes only badger's warnings and errors on; its INFO lines
+// ("All 0 tables opened") are noise.
+type badgerLogger struct{ l *slog.Logger }
+
+func (b badgerLogger) Errorf(f string, a ...any) {
+	b.l.Error(strings.TrimSpace(fmt.Sprintf(f, a...)), "source", "badger")
+}
+
+func (b badgerLogger) Warningf(f string, a ...any) {
+	b.l.Warn(strings.TrimSpace(fmt.Sprintf(f, a...)), "source", "badger")
+}
+func (badgerLogger) Infof(string, ...any)  {}
+func (badgerLogger) Debugf(string, ...any) {}
