@@ -77,11 +77,15 @@ type pipeChannel struct {
 	sent int64
 }
 
-func (p *pipeChannel) Write(b []byte) (int, error) { n, err := p.w.Write(b); p.sent += int64(n); return n, err }
-func (p *pipeChannel) CloseWrite() error           { return p.w.Close() }
-func (p *pipeChannel) Wait() error                 { return <-p.done }
-func (p *pipeChannel) Close() error                { p.w.Close(); return nil }
-func (p *pipeChannel) Counters() (int64, int64)    { return p.sent, 0 }
+func (p *pipeChannel) Write(b []byte) (int, error) {
+	n, err := p.w.Write(b)
+	p.sent += int64(n)
+	return n, err
+}
+func (p *pipeChannel) CloseWrite() error        { return p.w.Close() }
+func (p *pipeChannel) Wait() error              { return <-p.done }
+func (p *pipeChannel) Close() error             { p.w.Close(); return nil }
+func (p *pipeChannel) Counters() (int64, int64) { return p.sent, 0 }
 
 func connector(nodes map[string]*node) Connector {
 	return func(ctx context.Context, h config.Host) (Channel, error) {

@@ -529,6 +529,9 @@ func (s *sender) sendItem(it *item) error {
 		}
 		return s.c.Flush() // let the peer start on the signature now
 	}
+	if err := s.acquire(); err != nil {
+		return err
+	}
 	return s.sendFile(it, nil)
 }
 

@@ -150,7 +150,7 @@ func (r *receiver) target(g *config.GroupView) *apply.Target {
 		return t
 	}
 	t := apply.New(apply.Options{
-		Ignore:    r.o.Config.Ignore,
+		Ignore: r.o.Config.Ignore,
 		Allowed: func(p string, isDir bool) bool {
 			synced, descend := g.Match(p, isDir)
 			return synced || (isDir && descend)
