@@ -71,6 +71,7 @@ func newApp(env Env) *cli.App {
 			syncCommand(env),
 			updateCommand(env),
 			serveCommand(env),
+			trustHostCommand(env),
 		},
 		Before: func(c *cli.Context) error {
 			c.Context = withLogger(c.Context, newLogger(env.Stderr, verbosity(c)))
@@ -83,6 +84,11 @@ func newApp(env Env) *cli.App {
 }
 
 const version = "0.1.0-dev"
+
+// -v means verbose here (csync2), so --version loses its short alias.
+func init() {
+	cli.VersionFlag = &cli.BoolFlag{Name: "version", Usage: "print the version"}
+}
 
 func verbosity(c *cli.Context) int {
 	if c.Bool("quiet") {

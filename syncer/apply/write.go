@@ -19,8 +19,8 @@ import (
 )
 
 const (
-	tempMark   = ".ocf-csync."
-	tempRand   = 6
+	tempMark   = scan.TempMark
+	tempRand   = scan.TempRand
 	tempSuffix = len(tempMark) + tempRand
 	nameMax    = 255
 	randChars  = "abcdefghijklmnopqrstuvwxyz0123456789"
@@ -44,19 +44,7 @@ func tempName(base string) string {
 }
 
 // IsTemp reports whether a directory entry name is one of our temp files.
-// The scanner should skip such names.
-func IsTemp(name string) bool {
-	n := len(name)
-	if n < 1+tempSuffix || name[0] != '.' || name[n-tempSuffix:n-tempRand] != tempMark {
-		return false
-	}
-	for _, c := range []byte(name[n-tempRand:]) {
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9') {
-			return false
-		}
-	}
-	return true
-}
+func IsTemp(name string) bool { return scan.IsTempName(name) }
 
 // createTemp makes a new temp file for base in d, mode 0600.
 func createTemp(d *dirHandle, base string) (*os.File, string, error) {

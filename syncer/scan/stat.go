@@ -108,3 +108,25 @@ func Stat(path string) (state.FileRecord, error) {
 	rec.Hash, err = HashFile(path)
 	return rec, err
 }
+
+// The receiver writes into ".<name>" + TempMark + TempRand random
+// characters; the scanner never records such names.
+const (
+	TempMark = ".ocf-csync."
+	TempRand = 6
+)
+
+// IsTempName reports whether a directory entry is a receiver's temp file.
+func IsTempName(name string) bool {
+	n := len(name)
+	suffix := len(TempMark) + TempRand
+	if n < 1+suffix || name[0] != '.' || name[n-suffix:n-TempRand] != TempMark {
+		return false
+	}
+	for _, c := range []byte(name[n-TempRand:]) {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
+}

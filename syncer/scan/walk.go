@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sort"
 	"sync"
 
@@ -235,6 +236,7 @@ func (w *worker[B]) dir(j dirJob) {
 			break
 		}
 		_, _, w.names = unix.ParseDirent(w.buf[:n], -1, w.names)
+		w.names = slices.DeleteFunc(w.names, IsTempName)
 	}
 	sort.Strings(w.names)
 
