@@ -72,6 +72,7 @@ func newApp(env Env) *cli.App {
 			updateCommand(env),
 			serveCommand(env),
 			trustHostCommand(env),
+			forceCommand(env),
 		},
 		Before: func(c *cli.Context) error {
 			c.Context = withLogger(c.Context, newLogger(env.Stderr, verbosity(c)))

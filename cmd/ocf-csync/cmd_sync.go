@@ -67,7 +67,7 @@ func runPush(env Env, c *cli.Context, check bool) error {
 		for _, e := range res.Errors {
 			fmt.Fprintf(env.Stderr, "ocf-csync: warning: %v\n", e)
 		}
-		log.Info("check done", "scanned", res.Scanned, "dirtied", res.Dirtied)
+		log.Debug("check done", "scanned", res.Scanned, "dirtied", res.Dirtied)
 	}
 	opts := engine.Options{
 		View: l.view, Store: st, Connect: engine.SSHConnector(l.cfg, l.path, log),
@@ -92,8 +92,13 @@ func runPush(env Env, c *cli.Context, check bool) error {
 				continue
 			}
 			status := "ok"
-			if p.Err != nil {
+			switch {
+			case p.Err != nil:
 				status = "FAILED"
+			case p.Conflicts > 0:
+				status = "CONFLICT"
+			case p.Refused+p.Failed > 0:
+				status = "INCOMPLETE"
 			}
 			fmt.Fprintf(env.Stdout, "%s: %s: %d updated, %d deleted, %d already equal, %d conflicts, %d refused/failed; %s data, %s on the wire, %.2fs\n",
 				p.Peer, status, p.Updated, p.Deleted, p.Same, p.Conflicts, p.Refused+p.Failed,

@@ -68,7 +68,7 @@ func TestRdiffInterop(t *testing.T) {
 				t.Fatal(err)
 			}
 			theirSigP := filepath.Join(dir, "sig.rdiff")
-			runRdiff(t, rdiff, "-b", strconv.Itoa(int(tc.blockLen)), "-S", "32", "-H", "blake2", "-R", "rollsum",
+			runRdiff(t, rdiff, "-b", strconv.Itoa(int(tc.blockLen)), "-S", strconv.Itoa(StrongLen), "-H", "blake2", "-R", "rollsum",
 				"signature", basisP, theirSigP)
 			if theirs := readFile(t, theirSigP); !bytes.Equal(ours.Bytes(), theirs) {
 				t.Fatalf("signature differs from rdiff's: ours %d bytes, rdiff %d bytes", ours.Len(), len(theirs))
@@ -115,7 +115,7 @@ func TestLibrsyncGoInterop(t *testing.T) {
 			if err := writeSignature(bytes.NewReader(tc.basis), tc.blockLen, &ours); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := librsync.Signature(bytes.NewReader(tc.basis), &theirs, tc.blockLen, 32, librsync.BLAKE2_SIG_MAGIC); err != nil {
+			if _, err := librsync.Signature(bytes.NewReader(tc.basis), &theirs, tc.blockLen, StrongLen, librsync.BLAKE2_SIG_MAGIC); err != nil {
 				t.Fatal(err)
 			}
 			if !bytes.Equal(ours.Bytes(), theirs.Bytes()) {

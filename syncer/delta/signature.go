@@ -42,7 +42,7 @@ func (s *Signature) Blocks() int { return len(s.weak) }
 // WriteSignature writes the signature of basis (basisSize bytes, used only to
 // pick the block length) to w: BLAKE2 magic, 32-byte strong sums, block
 // length BlockLen(basisSize). The output equals
-// `rdiff -b BlockLen(basisSize) -S 32 -H blake2 -R rollsum signature`.
+// `rdiff -b BlockLen(basisSize) -S 8 -H blake2 -R rollsum signature`.
 // It streams: memory use does not grow with the basis.
 func WriteSignature(basis io.Reader, basisSize int64, w io.Writer) error {
 	return writeSignature(basis, BlockLen(basisSize), w)

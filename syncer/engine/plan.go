@@ -71,11 +71,7 @@ func buildPlan(st *state.Store, view *config.NodeView, peer string, groups map[s
 			return nil
 		}
 		it.group = g
-		wire, ok := g.WireName(path)
-		if !ok {
-			return fmt.Errorf("path %q has no wire name in group %s", path, g.Name)
-		}
-		it.wire = wire
+		it.wire, _ = g.WireName(path)
 		var err error
 		it.cur, it.exists, err = st.GetFile(path)
 		if err != nil {

@@ -189,6 +189,38 @@ type sender struct {
 	res         PeerResult
 	links       map[[2]uint64]string // (dev, ino) → wire name sent in this run
 	retries     map[uint64]*item     // items the peer asked to get whole, by old seq
+	inodes      map[[2]uint64][]string
+}
+
+// partnerOnPeer finds another name of it's inode that the peer already has
+// with this content, so the peer can link instead of holding a copy.
+func (s *sender) partnerOnPeer(it *item) string {
+	if s.inodes == nil {
+		s.inodes = map[[2]uint64][]string{}
+		for _, root := range s.o.View.Roots() {
+			_ = s.o.Store.WalkFiles(root, func(p string, r *state.FileRecord) error {
+				if r.Kind == state.KindReg && r.Nlink > 1 {
+					k := [2]uint64{r.Dev, r.Ino}
+					s.inodes[k] = append(s.inodes[k], p)
+				}
+				return nil
+			})
+		}
+	}
+	for _, p := range s.inodes[[2]uint64{it.cur.Dev, it.cur.Ino}] {
+		if p == it.path {
+			continue
+		}
+		base, ok, err := s.o.Store.GetBase(s.peer, p)
+		if err != nil || !ok || !base.SameContent(&it.cur) {
+			continue
+		}
+		if g := groupFor(s.o.View, p, s.peer); g == it.group {
+			w, _ := g.WireName(p)
+			return w
+		}
+	}
+	return ""
 }
 
 func pushPeer(ctx context.Context, o *Options, peer string, groups map[string]bool, outMu *sync.Mutex) (res PeerResult) {
@@ -330,23 +362,19 @@ func (s *sender) run(p *plan) error {
 			return err
 		}
 	}
+	// Directory metadata goes after every delta was sent, so writing a
+	// child never changes a directory mtime after it was set.
+	if err := s.waitIdle(); err != nil {
+		return err
+	}
 	for _, it := range p.dirs {
 		if err := s.sendOp(it, proto.OpDirMeta); err != nil {
 			return err
 		}
 	}
 	for {
-		// Wait until every signature was answered and every retry resent.
-		for {
-			s.mu.Lock()
-			idle := len(s.sigWait) == 0 && len(s.events) == 0
-			s.mu.Unlock()
-			if idle {
-				break
-			}
-			if err := s.waitEvent(); err != nil {
-				return err
-			}
+		if err := s.waitIdle(); err != nil {
+			return err
 		}
 		seq := s.nextSeq()
 		s.mu.Lock()
@@ -372,6 +400,21 @@ func (s *sender) run(p *plan) error {
 			if err := s.waitEvent(); err != nil {
 				return err
 			}
+		}
+	}
+}
+
+// waitIdle waits until every signature was answered and every retry resent.
+func (s *sender) waitIdle() error {
+	for {
+		s.mu.Lock()
+		idle := len(s.sigWait) == 0 && len(s.events) == 0
+		s.mu.Unlock()
+		if idle {
+			return nil
+		}
+		if err := s.waitEvent(); err != nil {
+			return err
 		}
 	}
 }
@@ -507,6 +550,10 @@ func (s *sender) sendItem(it *item) error {
 			}
 			s.track(seq, &pend{it: it, op: proto.OpHardlink, sent: it.cur})
 			return s.c.Send(op)
+		}
+		if partner := s.partnerOnPeer(it); partner != "" {
+			s.links[key] = partner
+			return s.sendItem(it)
 		}
 		s.links[key] = it.wire
 	}

@@ -55,7 +55,7 @@ type receiver struct {
 	actions     map[actionKey][]string
 	actionOrder []actionKey
 	dirMtimes   map[string]int64 // dirs we changed, with their mtime before
-	dirMetaSet  map[string]bool
+	dirWant     map[string]state.FileRecord // directory metadata the sender sent
 }
 
 // Serve runs the receiver side of one session on In/Out.
@@ -65,7 +65,7 @@ func Serve(ctx context.Context, o ServeOptions) error {
 	}
 	r := &receiver{o: o, c: proto.NewConn(o.In, o.Out), log: o.Log, groups: map[string]*config.GroupView{},
 		targets: map[string]*apply.Target{}, actions: map[actionKey][]string{},
-		dirMtimes: map[string]int64{}, dirMetaSet: map[string]bool{}}
+		dirMtimes: map[string]int64{}, dirWant: map[string]state.FileRecord{}}
 	for _, g := range o.View.Groups {
 		r.groups[g.Name] = g
 	}
@@ -343,7 +343,7 @@ func (r *receiver) op(op *proto.Op) error {
 			if !r.dry {
 				if op.Kind == proto.OpDirMeta || cur.Kind == state.KindDir {
 					err = t.SetDirMeta(local, newRec)
-					r.dirMetaSet[local] = true
+					r.dirWant[local] = newRec
 				} else {
 					err = t.SetMeta(local, newRec)
 				}
@@ -351,9 +351,7 @@ func (r *receiver) op(op *proto.Op) error {
 					return r.refuse(op, proto.AckError, err.Error())
 				}
 			}
-			if op.Kind != proto.OpDirMeta {
-				status = proto.AckOK
-			}
+			status = proto.AckOK
 		}
 		return r.done(op, g, local, &cur, status, false, 0)
 	}
@@ -393,7 +391,7 @@ func (r *receiver) op(op *proto.Op) error {
 		err = t.Mkdir(local, newRec)
 		if op.Kind == proto.OpDirMeta && err == nil {
 			err = t.SetDirMeta(local, newRec)
-			r.dirMetaSet[local] = true
+			r.dirWant[local] = newRec
 		}
 	case proto.OpSymlink:
 		err = t.Symlink(local, newRec)
@@ -578,8 +576,8 @@ func (r *receiver) endBatch(m *proto.EndBatch) error {
 	return r.c.Flush()
 }
 
-// restoreDirTimes puts back the mtime of directories whose entries we
-// changed, unless the sender sent their metadata itself.
+// restoreDirTimes gives directories whose entries we changed the mtime the
+// sender sent for them, or else the mtime they had before.
 func (r *receiver) restoreDirTimes() {
 	dirs := make([]string, 0, len(r.dirMtimes))
 	for d := range r.dirMtimes {
@@ -587,26 +585,32 @@ func (r *receiver) restoreDirTimes() {
 	}
 	sort.Sort(sort.Reverse(sort.StringSlice(dirs)))
 	for _, d := range dirs {
-		if r.dirMetaSet[d] {
+		groups := r.o.View.GroupsFor(d)
+		if len(groups) == 0 {
 			continue
 		}
-		st, err := scan.Lstat(d)
-		if err != nil || st.Kind != state.KindDir {
-			continue
+		t := r.target(groups[0])
+		want, ok := r.dirWant[d]
+		if !ok {
+			st, err := scan.Lstat(d)
+			if err != nil || st.Kind != state.KindDir {
+				continue
+			}
+			want = st
+			want.MtimeNs = r.dirMtimes[d]
 		}
-		st.MtimeNs = r.dirMtimes[d]
-		for _, g := range r.o.View.GroupsFor(d) {
-			_ = r.target(g).SetDirMeta(d, st)
-			break
+		if err := t.SetDirMeta(d, want); err != nil {
+			r.log.Warn("restore directory mtime", "path", d, "error", err)
+			continue
 		}
 		if now, err := scan.Lstat(d); err == nil {
-			if rec, ok, _ := r.o.Store.GetFile(d); ok && rec.MtimeNs == now.MtimeNs {
+			if _, known, _ := r.o.Store.GetFile(d); known || r.dirWant[d].Kind == state.KindDir {
 				r.batch.PutFile(d, &now)
 			}
 		}
 	}
 	r.dirMtimes = map[string]int64{}
-	r.dirMetaSet = map[string]bool{}
+	r.dirWant = map[string]state.FileRecord{}
 }
 
 // runAction runs one csync2 action with %% replaced by the changed files
