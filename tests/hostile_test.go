@@ -1,0 +1,5 @@
+package tests
+
+import "errors"
+
+func hostileSender() error { return errors.New("todo") }
