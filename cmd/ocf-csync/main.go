@@ -7,6 +7,7 @@ import (
 	"context"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 )
 
@@ -14,7 +15,15 @@ func main() {
 	os.Exit(run())
 }
 
+// defaultMemoryLimit is a soft heap goal for small nodes (DESIGN §5): the GC
+// works harder near it instead of letting badger's write buffers grow RSS.
+// GOMEMLIMIT in the environment overrides it.
+const defaultMemoryLimit = 40 << 20
+
 func run() int {
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(defaultMemoryLimit)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	env := Env{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Environ: os.Environ()}
