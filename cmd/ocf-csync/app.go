@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -41,11 +42,97 @@ func usagef(format string, args ...any) error {
 // Main runs ocf-csync with args (args[0] is the program name).
 func Main(ctx context.Context, env Env, args []string) error {
 	app := newApp(env)
-	return app.RunContext(ctx, args)
+	err := app.RunContext(ctx, globalsFirst(app.Flags, args))
+	// cli reports an unknown (sub)command only through CommandNotFound,
+	// which cannot fail the run.
+	if name, ok := app.Metadata[unknownCommandKey].(string); ok && err == nil {
+		return usagef("unknown command %q; run 'ocf-csync --help'", name)
+	}
+	return err
+}
+
+const unknownCommandKey = "unknown-command"
+
+// globalsFirst moves global options written after the command name in
+// front of it: urfave/cli v2 parses them only there, but the README's cron
+// line is "ocf-csync sync --quiet" and csync2 takes options anywhere. It
+// stops at "--"; arguments that are not global options stay in order.
+func globalsFirst(flags []cli.Flag, args []string) []string {
+	takesValue := map[string]bool{}
+	for _, f := range flags {
+		_, isBool := f.(*cli.BoolFlag)
+		for _, n := range f.Names() {
+			takesValue[n] = !isBool
+		}
+	}
+	// global reports whether a is a global option and whether the next
+	// argument is its value.
+	global := func(a string) (ok, value bool) {
+		if len(a) < 2 || a[0] != '-' || a == "--" {
+			return false, false
+		}
+		n, _, hasEq := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		tv, ok := takesValue[n]
+		return ok, tv && !hasEq
+	}
+	cmd := -1
+	for i := 1; i < len(args); i++ {
+		if ok, value := global(args[i]); ok {
+			if value {
+				i++
+			}
+			continue
+		}
+		if args[i] != "--" && !strings.HasPrefix(args[i], "-") {
+			cmd = i
+		}
+		break
+	}
+	if cmd < 0 {
+		return args
+	}
+	var moved, rest []string
+	for i := cmd + 1; i < len(args); i++ {
+		if args[i] == "--" {
+			rest = append(rest, args[i:]...)
+			break
+		}
+		ok, value := global(args[i])
+		if !ok {
+			rest = append(rest, args[i])
+			continue
+		}
+		moved = append(moved, args[i])
+		if value && i+1 < len(args) {
+			i++
+			moved = append(moved, args[i])
+		}
+	}
+	out := slices.Concat(args[:cmd], moved, args[cmd:cmd+1], rest)
+	return out
+}
+
+// onUsageError turns cli's flag parsing errors into usage errors (exit 2)
+// instead of printing them with the whole help text on stdout.
+func onUsageError(c *cli.Context, err error, _ bool) error {
+	name := []string{"ocf-csync"}
+	for _, cc := range c.Lineage() {
+		if cc.Command != nil && cc.Command.Name != "" && cc.Command.Name != "ocf-csync" {
+			name = slices.Insert(name, 1, cc.Command.Name)
+		}
+	}
+	return usagef("%v; run '%s --help'", err, strings.Join(name, " "))
+}
+
+func setOnUsageError(cmds []*cli.Command) {
+	for _, c := range cmds {
+		c.OnUsageError = onUsageError
+		setOnUsageError(c.Subcommands)
+	}
 }
 
 func newApp(env Env) *cli.App {
-	return &cli.App{
+	app := &cli.App{
 		Name:            "ocf-csync",
 		Usage:           "keep directories identical on the nodes of an HA cluster (csync2-compatible)",
 		Version:         version,
@@ -79,9 +166,13 @@ func newApp(env Env) *cli.App {
 			return nil
 		},
 		CommandNotFound: func(c *cli.Context, name string) {
-			fmt.Fprintf(env.Stderr, "ocf-csync: unknown command %q; run 'ocf-csync --help'\n", name)
+			c.App.Metadata[unknownCommandKey] = name // Main turns it into a usage error
 		},
+		OnUsageError: onUsageError,
+		Metadata:     map[string]any{},
 	}
+	setOnUsageError(app.Commands)
+	return app
 }
 
 const version = "0.1.0-dev"
@@ -197,6 +288,9 @@ func openStore(ctx context.Context, c *cli.Context, l *loaded, rebuild bool) (*s
 	timeout := l.cfg.LockTimeout
 	if s := c.Int("lock-timeout"); s >= 0 {
 		timeout = time.Duration(s) * time.Second
+	}
+	if timeout <= 0 {
+		timeout = time.Nanosecond // 0 means "do not wait"; state.Open reads 0 as its 12s default
 	}
 	return state.Open(ctx, state.Options{
 		Dir:          stateDir(c, l.path),

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"path/filepath"
 
@@ -37,6 +38,11 @@ func configCommand(env Env) *cli.Command {
 func absPaths(args []string) ([]string, error) {
 	out := make([]string, 0, len(args))
 	for _, a := range args {
+		// urfave/cli stops parsing options at the first argument, so a
+		// late "-r" would silently become a path named "-r".
+		if len(a) > 1 && a[0] == '-' {
+			return nil, usagef("%q looks like an option, but options go before the PATH arguments; for a file of that name write ./%s", a, a)
+		}
 		p, err := filepath.Abs(a)
 		if err != nil {
 			return nil, fmt.Errorf("resolve %q: %w", a, err)
@@ -86,7 +92,7 @@ func checkCommand(env Env) *cli.Command {
 				return json.NewEncoder(env.Stdout).Encode(res)
 			}
 			if verbosity(c) >= 0 {
-				fmt.Fprintf(env.Stdout, "checked %d entries: %d new, %d changed (%d metadata only), %d deleted; %d dirty entries added\n",
+				fmt.Fprintf(env.Stdout, "checked %d entries: %d new, %d changed (%d metadata only), %d deleted; %d marked dirty\n",
 					res.Scanned, res.New, res.Changed, res.MetaOnly, res.Deleted, res.Dirtied)
 			}
 			return nil
@@ -121,13 +127,33 @@ func markCommand(env Env) *cli.Command {
 			}
 			defer st.Close()
 			n, err := scan.Mark(ctx, st, l.view, paths, c.Bool("recursive"), scan.Options{Ignore: l.cfg.Ignore, Logger: logger(ctx)})
-			if err != nil {
+			if err = warnNotIncluded(env, err); err != nil {
 				return err
 			}
 			if verbosity(c) >= 0 {
-				fmt.Fprintf(env.Stdout, "marked %d dirty entries\n", n)
+				fmt.Fprintf(env.Stdout, "marked %d dirty\n", n)
 			}
 			return nil
 		},
 	}
+}
+
+// warnNotIncluded prints the paths outside every group from Mark's joined
+// error as warnings, as check does, and returns the real errors.
+func warnNotIncluded(env Env, err error) error {
+	var errs []error
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
+	} else if err != nil {
+		errs = []error{err}
+	}
+	var rest []error
+	for _, e := range errs {
+		if ni := (*scan.NotIncludedError)(nil); errors.As(e, &ni) {
+			fmt.Fprintf(env.Stderr, "ocf-csync: warning: %v\n", e)
+			continue
+		}
+		rest = append(rest, e)
+	}
+	return errors.Join(rest...)
 }

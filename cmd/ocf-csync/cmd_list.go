@@ -65,7 +65,7 @@ func listCommand(env Env) *cli.Command {
 			ctx := c.Context
 			what := c.Args().First()
 			if c.NArg() != 1 || (what != "files" && what != "dirty") {
-				return usagef("list needs one argument: files or dirty")
+				return usagef("list needs one argument, files or dirty, after its options (ocf-csync list [--peer NAME] dirty)")
 			}
 			l, err := loadConfig(ctx, c)
 			if err != nil {

@@ -239,3 +239,23 @@ func holdDB(args []string) int {
 	fmt.Println("released")
 	return 0
 }
+
+func TestGlobalsFirst(t *testing.T) {
+	flags := newApp(Env{}).Flags
+	for _, tc := range []struct{ in, want string }{
+		{"ocf-csync sync --quiet", "ocf-csync --quiet sync"},
+		{"ocf-csync -q sync", "ocf-csync -q sync"},
+		{"ocf-csync --config /c sync -P node2 --config=/d -v /x", "ocf-csync --config /c --config=/d -v sync -P node2 /x"},
+		{"ocf-csync config check --json --node n1", "ocf-csync --json --node n1 config check"},
+		{"ocf-csync list dirty --peer node2", "ocf-csync list dirty --peer node2"},           // a command option stays
+		{"ocf-csync check -- --json", "ocf-csync check -- --json"},                           // after "--" nothing moves
+		{"ocf-csync --state-dir check list files", "ocf-csync --state-dir check list files"}, // "check" is the value
+		{"ocf-csync", "ocf-csync"},
+		{"ocf-csync --help", "ocf-csync --help"},
+	} {
+		got := strings.Join(globalsFirst(flags, strings.Fields(tc.in)), " ")
+		if got != tc.want {
+			t.Errorf("globalsFirst(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
