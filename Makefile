@@ -58,5 +58,11 @@ uninstall:
 demo: deps build
 	OCF_CSYNC_BIN=$(CURDIR)/$(BIN) $(GO) run ./tests/demo
 
+# ocf-csync, rsync and csync2 side by side on two namespace nodes; writes
+# BENCHMARKS.md (needs root, ~15 min). QUICK=1: 10k files, under 2 minutes,
+# report in $$TMPDIR. Never part of `make test`.
+bench: deps build
+	OCF_CSYNC_BIN=$(CURDIR)/$(BIN) QUICK=$(QUICK) $(GO) run ./tests/bench
+
 clean:
 	rm -rf bin

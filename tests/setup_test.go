@@ -198,8 +198,8 @@ func (e *env) linkBytes(n *cluster.Node) uint64 {
 // dirtyFor lists node n's dirty entries for peer (`list dirty`): the paths.
 func (e *env) dirtyFor(n *cluster.Node, peer string) []string {
 	e.t.Helper()
-	r := e.csync(n, "list", "dirty", "--peer", peer)
-	if r.code != 0 && r.code != 2 { // 2: none
+	r := e.csync(n, "list", "--peer", peer, "dirty")
+	if r.code != 0 && (r.code != 2 || r.stderr != "") { // 2 and silent: none
 		e.t.Fatalf("list dirty on %s failed:\n%s", n.Name, r)
 	}
 	var out []string

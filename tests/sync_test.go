@@ -30,6 +30,9 @@ func TestInitialSyncToTwoPeers(t *testing.T) {
 	n1 := e.node(1)
 	buildTree(t, n1.Path(dataDir))
 	want := manifest(t, n1.Path(dataDir))
+	if len(want) < 40 {
+		t.Fatalf("the test tree has only %d entries, want at least 40", len(want))
+	}
 
 	r := e.mustSync(n1)
 	t.Logf("first sync: %s", strings.TrimSpace(r.stdout))
@@ -159,6 +162,7 @@ func TestPeerDownThenCatchUp(t *testing.T) {
 	e.writeFile(n1, dataDir+"/a.txt", "version 2, longer\n", 0o644)
 	e.writeFile(n1, dataDir+"/new.txt", "new while node3 is down\n", 0o644)
 	r := e.csync(n1, "sync")
+	t.Logf("sync with node3 down: exit %d, stderr: %s", r.code, r.stderr)
 	if r.code == 0 {
 		t.Errorf("sync with node3's sshd down exited 0, want non-zero:\n%s", r)
 	}
@@ -202,6 +206,7 @@ func TestUnknownHostKey(t *testing.T) {
 	before := manifest(t, n2.Path(dataDir))
 
 	r := e.csync(n1, "sync")
+	t.Logf("sync with node2's key unknown: exit %d, stderr: %s", r.code, r.stderr)
 	if r.code == 0 {
 		t.Fatalf("sync to a peer with an unknown host key exited 0:\n%s", r)
 	}
@@ -251,6 +256,7 @@ func TestWrongGroupKeyRefused(t *testing.T) {
 	before := manifest(t, n2.Path(dataDir))
 
 	r := e.csync(n1, "sync")
+	t.Logf("sync with a wrong key on node2: exit %d, stderr: %s", r.code, r.stderr)
 	if r.code == 0 {
 		t.Fatalf("sync to a peer with another group key exited 0:\n%s", r)
 	}

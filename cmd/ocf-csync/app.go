@@ -41,6 +41,9 @@ func usagef(format string, args ...any) error {
 
 // Main runs ocf-csync with args (args[0] is the program name).
 func Main(ctx context.Context, env Env, args []string) error {
+	if m := callMode(env, args); m != modeCLI {
+		return runAgent(ctx, env, args, m)
+	}
 	app := newApp(env)
 	err := app.RunContext(ctx, globalsFirst(app.Flags, args))
 	// cli reports an unknown (sub)command only through CommandNotFound,
@@ -160,6 +163,11 @@ func newApp(env Env) *cli.App {
 			serveCommand(env),
 			trustHostCommand(env),
 			forceCommand(env),
+			conflictsCommand(env),
+			compareCommand(env),
+			diffCommand(env),
+			keygenCommand(env),
+			daemonCommand(env),
 		},
 		Before: func(c *cli.Context) error {
 			c.Context = withLogger(c.Context, newLogger(env.Stderr, verbosity(c)))

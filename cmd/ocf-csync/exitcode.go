@@ -90,7 +90,8 @@ func ExitCode(env Env, args []string, err error) int {
 	if err != nil && !errors.Is(err, errSilent) {
 		fmt.Fprintf(env.Stderr, "ocf-csync: %v\n", err)
 	}
-	if e := (*ocf.Error)(nil); errors.As(err, &e) && m == modeOCF {
+	// The agent's *ocf.Error carries the exit status of its mode (OCF or LSB).
+	if e := (*ocf.Error)(nil); errors.As(err, &e) && m != modeCLI {
 		return int(e.Status)
 	}
 	c := exitCodes[k]

@@ -55,15 +55,22 @@ type PeerResult struct {
 	Planned, Updated, Same         int
 	Deleted, Conflicts, Refused    int
 	Failed, Skipped                int
+	AutoResolved                   int // conflicts the local side won under auto (or as master): re-sent forced
+	PeerWins                       int // conflicts (counted in Conflicts) the peer's version wins under auto
 	DataBytes, WireSent, WireRecvd int64
 	Duration                       time.Duration
 	Err                            error
 	Problems                       []string
+
+	changed []*item // reached the peer with a content, type or deletion change
 }
 
 // Result is the outcome of a push.
 type Result struct {
 	Peers []PeerResult
+	// do-local and do-local-only actions run on this node after the push.
+	LocalActionsRun    int
+	LocalActionsFailed []string
 }
 
 // Err summarizes what did not sync, or nil.
@@ -73,8 +80,11 @@ func (r Result) Err() error {
 		if p.Err != nil {
 			errs = append(errs, fmt.Errorf("peer %s: %w", p.Peer, p.Err))
 		}
-		if p.Conflicts > 0 {
-			errs = append(errs, fmt.Errorf("peer %s: %d conflict(s): nothing was written for them; see 'ocf-csync conflicts', then 'ocf-csync force PATH' on the side that should win", p.Peer, p.Conflicts))
+		if n := p.Conflicts - p.PeerWins; n > 0 {
+			errs = append(errs, fmt.Errorf("peer %s: %d conflict(s): nothing was written for them; see 'ocf-csync conflicts', then 'ocf-csync force PATH' on the side that should win", p.Peer, n))
+		}
+		if p.PeerWins > 0 {
+			errs = append(errs, fmt.Errorf("peer %s: %d conflict(s) where the peer's version wins under the group's auto policy: ours stays dirty and is replaced when %s pushes (see 'ocf-csync conflicts')", p.Peer, p.PeerWins, p.Peer))
 		}
 		if n := p.Refused + p.Failed; n > 0 {
 			errs = append(errs, fmt.Errorf("peer %s: %d file(s) refused or failed: %s", p.Peer, n, strings.Join(firstN(p.Problems, 5), "; ")))
@@ -122,6 +132,11 @@ func Push(ctx context.Context, o Options) (Result, error) {
 			groups[g] = true
 		}
 	}
+	if !o.DryRun {
+		if _, _, err := RunLeftoverActions(o.Store, o.Log, o.View.Name); err != nil {
+			o.Log.Error("run leftover actions", "error", err)
+		}
+	}
 	res := Result{Peers: make([]PeerResult, len(peers))}
 	var wg sync.WaitGroup
 	var outMu sync.Mutex
@@ -134,7 +149,29 @@ func Push(ctx context.Context, o Options) (Result, error) {
 	}
 	wg.Wait()
 	sort.Slice(res.Peers, func(i, j int) bool { return res.Peers[i].Peer < res.Peers[j].Peer })
+	if !o.DryRun {
+		res.LocalActionsRun, res.LocalActionsFailed = runLocalActions(&o, res.Peers)
+	}
 	return res, nil
+}
+
+// runLocalActions runs the do-local and do-local-only actions of the files
+// that reached at least one peer, once per (command, logfile).
+func runLocalActions(o *Options, peers []PeerResult) (int, []string) {
+	var q actionQueue
+	for _, p := range peers {
+		for _, it := range p.changed {
+			q.add(it.group, it.path, true)
+		}
+	}
+	if q.empty() {
+		return 0, nil
+	}
+	queued, err := q.persist(o.Store)
+	if err != nil {
+		o.Log.Error("queue local actions", "error", err)
+	}
+	return runQueued(o.Store, o.Log, o.View.Name, queued)
 }
 
 func hostOf(view *config.NodeView, name string) (config.Host, bool) {
@@ -159,12 +196,13 @@ type pend struct {
 }
 
 type event struct {
-	seq   uint64
-	retry bool
-	have  bool
-	sig   *delta.Signature
-	basis proto.Record
-	err   error
+	seq    uint64
+	resend *item // a conflict this node won: send it again, forced
+	retry  bool
+	have   bool
+	sig    *delta.Signature
+	basis  proto.Record
+	err    error
 }
 
 type sender struct {
@@ -285,7 +323,7 @@ func pushPeer(ctx context.Context, o *Options, peer string, groups map[string]bo
 		flags |= proto.FlagDryRun
 	}
 	if _, err := proto.ClientHandshake(c, o.View.Name, keys, flags); err != nil {
-		res.Err = withRemoteStderr(fmt.Errorf("handshake: %w", err), ch)
+		res.Err = withRemoteStderr(err, ch)
 		return res
 	}
 	s := &sender{o: o, peer: peer, c: c, log: log, outMu: outMu, pending: map[uint64]*pend{},
@@ -394,14 +432,22 @@ func (s *sender) run(p *plan) error {
 			if done && !more {
 				return nil
 			}
-			if done && more {
-				break // retries after the batch: another round
+			if s.batchDoneNow() {
+				// Retries or re-sends after the batch: their acks come
+				// with the next EndBatch, so another round.
+				break
 			}
 			if err := s.waitEvent(); err != nil {
 				return err
 			}
 		}
 	}
+}
+
+func (s *sender) batchDoneNow() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.batchDone
 }
 
 // waitIdle waits until every signature was answered and every retry resent.
@@ -443,6 +489,19 @@ func (s *sender) drainEvents() error {
 		ev := s.events[0]
 		s.events = s.events[1:]
 		var it *item
+		if ev.resend != nil {
+			s.mu.Unlock()
+			var err error
+			if ev.resend.exists {
+				err = s.sendItem(ev.resend)
+			} else {
+				err = s.sendOp(ev.resend, proto.OpDelete)
+			}
+			if err != nil {
+				return err
+			}
+			continue
+		}
 		if ev.retry {
 			it = s.pendingItem(ev.seq)
 		} else {
@@ -784,6 +843,9 @@ func (s *sender) onAck(a *proto.Ack) {
 		} else {
 			s.res.Updated++
 		}
+		if p.op != proto.OpMeta && p.op != proto.OpDirMeta {
+			s.res.changed = append(s.res.changed, it)
+		}
 		if s.batch != nil {
 			if p.isDelete {
 				s.batch.DeleteBase(s.peer, it.path)
@@ -817,10 +879,37 @@ func (s *sender) onAck(a *proto.Ack) {
 		word = "retry"
 	case proto.AckConflict:
 		s.outstanding--
+		winner, why := Unresolved, ""
+		if !it.forced {
+			remote := Side{Exists: a.HasCurrent}
+			if a.HasCurrent {
+				remote.Rec = a.Current.FileRecord()
+			}
+			winner, why = Decide(it.group, s.peer, Side{Exists: it.exists, Rec: it.cur}, remote)
+		}
+		if winner == LocalWins {
+			s.log.Info("conflict resolved: the local version wins", "path", it.path, "why", why)
+			word = "won"
+			s.res.AutoResolved++
+			if !s.o.DryRun {
+				it.forced = true
+				s.events = append(s.events, event{seq: a.Seq, resend: it})
+			}
+			break
+		}
 		s.res.Conflicts++
+		reason := a.Message
+		if winner == PeerWins {
+			s.res.PeerWins++
+			word = "lost"
+			reason = fmt.Sprintf("%s; %s: the version on %s wins and replaces this one when %s pushes", a.Message, why, s.peer, s.peer)
+			s.log.Info("conflict: the peer's version wins; it arrives when the peer pushes", "path", it.path, "why", why)
+		} else if why != "" && why != "auto none" {
+			reason = fmt.Sprintf("%s; not resolved automatically: %s", a.Message, why)
+		}
 		if !s.o.DryRun {
 			c := state.Conflict{Path: it.path, Peer: s.peer, Group: it.group.Name, Local: it.cur,
-				RemoteExists: a.HasCurrent, DetectedNs: time.Now().UnixNano(), Reason: a.Message}
+				RemoteExists: a.HasCurrent, DetectedNs: time.Now().UnixNano(), Reason: reason}
 			if a.HasCurrent {
 				c.Remote = a.Current.FileRecord()
 			}

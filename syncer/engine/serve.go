@@ -7,10 +7,8 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
-	"strings"
 	"time"
 
 	"ocf-csync/syncer/apply"
@@ -38,8 +36,6 @@ const (
 	ackBatchBytes = 256 << 20
 )
 
-type actionKey struct{ command, logfile string }
-
 type receiver struct {
 	o       ServeOptions
 	c       *proto.Conn
@@ -49,13 +45,13 @@ type receiver struct {
 	groups  map[string]*config.GroupView
 	targets map[string]*apply.Target
 
-	acks        []proto.Ack
-	ackBytes    int64
-	batch       *state.Batch
-	actions     map[actionKey][]string
-	actionOrder []actionKey
-	dirMtimes   map[string]int64 // dirs we changed, with their mtime before
-	dirWant     map[string]state.FileRecord // directory metadata the sender sent
+	acks      []proto.Ack
+	ackBytes  int64
+	batch     *state.Batch
+	pending   actionQueue                 // actions of changes not yet acknowledged
+	queued    []state.QueuedAction        // actions stored durably, run at EndBatch
+	dirMtimes map[string]int64            // dirs we changed, with their mtime before
+	dirWant   map[string]state.FileRecord // directory metadata the sender sent
 }
 
 // Serve runs the receiver side of one session on In/Out.
@@ -64,7 +60,7 @@ func Serve(ctx context.Context, o ServeOptions) error {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
 	r := &receiver{o: o, c: proto.NewConn(o.In, o.Out), log: o.Log, groups: map[string]*config.GroupView{},
-		targets: map[string]*apply.Target{}, actions: map[actionKey][]string{},
+		targets:   map[string]*apply.Target{},
 		dirMtimes: map[string]int64{}, dirWant: map[string]state.FileRecord{}}
 	for _, g := range o.View.Groups {
 		r.groups[g.Name] = g
@@ -97,6 +93,13 @@ func Serve(ctx context.Context, o ServeOptions) error {
 	r.log = r.log.With("peer", sender)
 	if !r.dry {
 		r.batch = o.Store.NewBatch()
+		// Actions a crashed run left behind run with this session's.
+		if err := o.Store.Actions(func(a state.QueuedAction) error {
+			r.queued = append(r.queued, a)
+			return nil
+		}); err != nil {
+			r.log.Error("read queued actions", "error", err)
+		}
 	}
 	err = r.loop(ctx)
 	if ferr := r.flushAcks(); err == nil {
@@ -106,6 +109,12 @@ func Serve(ctx context.Context, o ServeOptions) error {
 		if cerr := r.batch.CommitDurable(); err == nil && cerr != nil {
 			err = cerr
 		}
+	}
+	// The files changed whatever ended the session: their actions run now
+	// (csync2 runs them at the end of the process, too).
+	if len(r.queued) > 0 {
+		runQueued(o.Store, r.log, o.View.Name, r.queued)
+		r.queued = nil
 	}
 	return err
 }
@@ -133,6 +142,10 @@ func (r *receiver) loop(ctx context.Context) error {
 			}
 		case *proto.EndBatch:
 			if err := r.endBatch(m); err != nil {
+				return err
+			}
+		case *proto.Request:
+			if err := r.request(m); err != nil {
 				return err
 			}
 		case *proto.Bye:
@@ -236,6 +249,12 @@ func (r *receiver) flushAcks() error {
 			return fmt.Errorf("record received files: %w", err)
 		}
 		r.batch = r.o.Store.NewBatch()
+		// Durable before the ack: a crash after it still runs them.
+		q, err := r.pending.persist(r.o.Store)
+		r.queued = append(r.queued, q...)
+		if err != nil {
+			return err
+		}
 	}
 	for _, a := range r.acks {
 		if err := r.c.Send(a); err != nil {
@@ -305,7 +324,7 @@ func (r *receiver) touchDir(path string) {
 func (r *receiver) op(op *proto.Op) error {
 	g, local, t, err := r.resolve(op.Group, op.Path)
 	if err != nil {
-		return r.refuse(op, proto.AckRefused, fmt.Sprintf("%s refuses %q: %v", r.o.View.Name, op.Path, err))
+		return r.refuse(op, proto.AckRefused, fmt.Sprintf("%s: %v", r.o.View.Name, err))
 	}
 	cur, exists, err := r.current(t, local)
 	if err != nil {
@@ -365,6 +384,18 @@ func (r *receiver) op(op *proto.Op) error {
 	if !op.Forced && !matchesBase(op, &cur, exists) {
 		return r.conflict(op, g, local, &cur, exists)
 	}
+	// A hardlink's other name is confined like the path itself, before
+	// anything (even a parent directory) is created.
+	var linkTo string
+	if op.Kind == proto.OpHardlink {
+		var lerr error
+		if linkTo, lerr = g.LocalPath(string(op.LinkTo)); lerr == nil {
+			lerr = t.Check(linkTo)
+		}
+		if lerr != nil {
+			return r.refuse(op, proto.AckRefused, fmt.Sprintf("%s refuses a hardlink to %q: %v", r.o.View.Name, op.LinkTo, lerr))
+		}
+	}
 	if r.dry {
 		if err := r.drain(op); err != nil {
 			return err
@@ -398,14 +429,7 @@ func (r *receiver) op(op *proto.Op) error {
 	case proto.OpSpecial:
 		err = t.Special(local, newRec)
 	case proto.OpHardlink:
-		var other string
-		other, err = g.LocalPath(string(op.LinkTo))
-		if err == nil {
-			err = t.Check(other)
-		}
-		if err == nil {
-			err = t.Link(local, other, newRec)
-		}
+		err = t.Link(local, linkTo, newRec)
 	case proto.OpFile:
 		newRec, n, err = r.receiveFile(op, t, local, newRec)
 		if errors.Is(err, errRetry) {
@@ -491,25 +515,16 @@ func (r *receiver) done(op *proto.Op, g *config.GroupView, local string, rec *st
 		a.Current = proto.RecordFrom(now)
 	}
 	r.batch.ClearDirty(r.sender, local)
+	if op.Forced {
+		// The sender's version won a conflict: it is settled here too.
+		if err := r.o.Store.DeleteConflict(local, r.sender); err != nil {
+			r.log.Warn("clear settled conflict", "path", local, "error", err)
+		}
+	}
 	if changed && op.Kind != proto.OpDirMeta {
-		r.queueActions(g, local)
+		r.pending.add(g, local, false)
 	}
 	return r.queueAck(a, n)
-}
-
-func (r *receiver) queueActions(g *config.GroupView, local string) {
-	for _, a := range g.ActionsFor(local) {
-		if a.DoLocalOnly {
-			continue
-		}
-		for _, cmd := range a.Exec {
-			k := actionKey{cmd, a.Logfile}
-			if _, ok := r.actions[k]; !ok {
-				r.actionOrder = append(r.actionOrder, k)
-			}
-			r.actions[k] = append(r.actions[k], local)
-		}
-	}
 }
 
 func (r *receiver) sig(m *proto.SigRequest) error {
@@ -559,17 +574,13 @@ func (r *receiver) endBatch(m *proto.EndBatch) error {
 		r.restoreDirTimes()
 	}
 	done := proto.BatchDone{Seq: m.Seq}
-	if !r.dry {
-		for _, k := range r.actionOrder {
-			done.ActionsRun++
-			if err := runAction(k, r.actions[k]); err != nil {
-				r.log.Error("action failed", "command", k.command, "error", err)
-				done.ActionErrors = append(done.ActionErrors, fmt.Sprintf("action %q on %s: %v", k.command, r.o.View.Name, err))
-			}
-		}
+	if !r.dry && len(r.queued) > 0 {
+		ran, failures := runQueued(r.o.Store, r.log, r.o.View.Name, r.queued)
+		r.queued = nil
+		done.ActionsRun = uint32(ran)
+		done.ActionErrors = firstN(failures, proto.MaxErrors-1)
 	}
-	r.actions = map[actionKey][]string{}
-	r.actionOrder = nil
+	r.pending = actionQueue{}
 	if err := r.c.Send(done); err != nil {
 		return err
 	}
@@ -611,32 +622,6 @@ func (r *receiver) restoreDirTimes() {
 	}
 	r.dirMtimes = map[string]int64{}
 	r.dirWant = map[string]state.FileRecord{}
-}
-
-// runAction runs one csync2 action with %% replaced by the changed files
-// (real local paths, shell-quoted), output appended to its logfile.
-func runAction(k actionKey, files []string) error {
-	quoted := make([]string, len(files))
-	for i, f := range files {
-		quoted[i] = shellQuote(f)
-	}
-	cmdline := strings.ReplaceAll(k.command, "%%", strings.Join(quoted, " "))
-	logfile := k.logfile
-	if logfile == "" {
-		logfile = "/dev/null"
-	}
-	out, err := os.OpenFile(logfile, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
-	if err != nil {
-		return fmt.Errorf("open action logfile %s: %w", logfile, err)
-	}
-	defer out.Close()
-	cmd := exec.Command("/bin/sh", "-c", cmdline)
-	cmd.Stdout, cmd.Stderr = out, out
-	return cmd.Run()
-}
-
-func shellQuote(s string) string {
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // dataReader reads the Data frames of one seq up to its DataEnd.

@@ -1,0 +1,157 @@
+package main
+
+// DAEMON ENTRY POINT. "ocf-csync daemon" is what the resource agent starts
+// (ra.ProcessDaemon, command line in ra.DaemonArgs). This is the minimal
+// version: a rescan-and-push loop with a final sync on SIGTERM, reporting
+// to the status file the agent's monitor reads (ra.Health). The real daemon
+// (active-node gate, failover guard, control socket, node attributes)
+// replaces runDaemon and keeps this contract:
+//   - write ra.Health{Pid: own pid, State: running} once ready; State failed
+//     with Error, then exit non-zero, if it cannot start;
+//   - keep the status file current (Conflicts, Stranded, Blocked, Peers);
+//   - on SIGTERM finish a final sync by ra.ReadStopDeadline(--stop-file)
+//     and exit 0.
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"slices"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"ocf-csync/ocf"
+	"ocf-csync/ra"
+	"ocf-csync/syncer/engine"
+	"ocf-csync/syncer/scan"
+)
+
+// defaultFinalSync bounds the final sync when the agent left no deadline.
+const defaultFinalSync = 30 * time.Second
+
+func daemonCommand(env Env) *cli.Command {
+	return &cli.Command{
+		Name:   "daemon",
+		Usage:  "the background sync daemon the resource agent starts (not for interactive use)",
+		Hidden: true,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "status-file", Required: true, Usage: "write the daemon's health here (JSON)"},
+			&cli.StringFlag{Name: "stop-file", Usage: "read the final-sync deadline from here on SIGTERM"},
+			&cli.Uint64Flag{Name: "epoch", Usage: "the epoch the agent took at start"},
+			&cli.IntFlag{Name: "rescan-interval", Usage: "seconds between cycles (default: the config's ha rescan-interval)"},
+			// Accepted for the real daemon; the minimal loop does not gate yet.
+			&cli.StringFlag{Name: "cluster-ip"},
+			&cli.StringFlag{Name: "ip-resource"},
+			&cli.StringFlag{Name: "failover-policy"},
+			&cli.StringFlag{Name: "stranded"},
+			&cli.StringFlag{Name: "notify"},
+		},
+		Action: func(c *cli.Context) error { return runDaemon(env, c) },
+	}
+}
+
+func runDaemon(env Env, c *cli.Context) error {
+	log := slog.New(ocf.NewLogHandler(ocf.LogOptionsFromEnv(ocf.NewEnv(env.Environ), "mirror", env.Stderr))).
+		With("component", "daemon")
+	ctx := withLogger(c.Context, log)
+	h := ra.Health{Pid: os.Getpid(), State: ra.StateStarting, Epoch: c.Uint64("epoch")}
+	report := func() {
+		h.Updated = time.Now()
+		if err := ra.WriteHealth(c.String("status-file"), h); err != nil {
+			log.Error("write status file", "err", err)
+		}
+	}
+	l, err := loadConfig(ctx, c)
+	if err != nil {
+		h.State, h.Error = ra.StateFailed, err.Error()
+		report()
+		return err
+	}
+	interval := l.cfg.HA.RescanInterval
+	if s := c.Int("rescan-interval"); s > 0 {
+		interval = time.Duration(s) * time.Second
+	}
+	h.State = ra.StateRunning
+	report()
+	log.Info("running", "node", l.view.Name, "epoch", h.Epoch, "rescan", interval)
+
+	cycle := func(ctx context.Context) {
+		res, err := daemonPush(ctx, c, l)
+		now := time.Now()
+		h.LastSync, h.LastError, h.Conflicts = now, "", 0
+		if err != nil {
+			h.LastError = err.Error()
+			log.Warn("sync cycle failed", "err", err)
+		}
+		for _, p := range res.Peers {
+			h.Conflicts += p.Conflicts
+			i := slices.IndexFunc(h.Peers, func(ph ra.PeerHealth) bool { return ph.Name == p.Peer })
+			if i < 0 {
+				h.Peers = append(h.Peers, ra.PeerHealth{Name: p.Peer})
+				i = len(h.Peers) - 1
+			}
+			ph := &h.Peers[i]
+			if p.Err != nil {
+				if ph.FailingSince.IsZero() {
+					ph.FailingSince = now
+				}
+				ph.Error = p.Err.Error()
+				log.Warn("push failed", "peer", p.Peer, "err", p.Err)
+			} else {
+				ph.LastOK, ph.FailingSince, ph.Error = now, time.Time{}, ""
+			}
+		}
+		report()
+	}
+	cycle(ctx)
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for ctx.Err() == nil {
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+			cycle(ctx)
+		}
+	}
+
+	// SIGTERM: one final sync, bounded by the agent's deadline.
+	h.State = ra.StateStopping
+	report()
+	deadline, ok := ra.ReadStopDeadline(c.String("stop-file"))
+	if !ok {
+		deadline = time.Now().Add(defaultFinalSync)
+	}
+	fctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
+	defer cancel()
+	begin := time.Now()
+	cycle(fctx)
+	log.Info("final sync done", "took", time.Since(begin).Round(time.Millisecond), "err", h.LastError)
+	h.State = ra.StateStopped
+	report()
+	return nil
+}
+
+// daemonPush is one cycle: check every root, then push, as "ocf-csync sync"
+// does (runPush), but keeping the per-peer results for the status file.
+func daemonPush(ctx context.Context, c *cli.Context, l *loaded) (engine.Result, error) {
+	log := logger(ctx)
+	st, err := openStore(ctx, c, l, false)
+	if err != nil {
+		return engine.Result{}, err
+	}
+	defer st.Close()
+	if _, err := scan.Check(ctx, st, l.view, nil, true, scan.Options{
+		Ignore: l.cfg.Ignore, Logger: log.With("component", "scan"),
+	}); err != nil {
+		return engine.Result{}, err
+	}
+	res, err := engine.Push(ctx, engine.Options{
+		View: l.view, Store: st, Connect: engine.SSHConnector(l.cfg, l.path, log),
+		Recursive: true, Log: log,
+	})
+	if err != nil {
+		return res, err
+	}
+	return res, res.Err()
+}
