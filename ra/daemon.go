@@ -67,6 +67,9 @@ type Health struct {
 	Updated   time.Time    `json:"updated"`
 	LastSync  time.Time    `json:"last_sync,omitzero"`
 	LastError string       `json:"last_error,omitempty"`
+	Role      string       `json:"role,omitempty"` // active or standby, per the gate
+	RoleWhy   string       `json:"role_reason,omitempty"`
+	IPHolder  string       `json:"ip_holder,omitempty"`
 	Conflicts int          `json:"conflicts"`
 	Stranded  int          `json:"stranded"`
 	Blocked   []string     `json:"blocked,omitempty"` // peers the failover guard blocks

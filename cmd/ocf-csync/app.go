@@ -163,6 +163,7 @@ func newApp(env Env) *cli.App {
 			serveCommand(env),
 			trustHostCommand(env),
 			forceCommand(env),
+			statusCommand(env),
 			conflictsCommand(env),
 			compareCommand(env),
 			diffCommand(env),

@@ -16,7 +16,9 @@ import (
 	"context"
 	"log/slog"
 	"os"
+	"os/signal"
 	"slices"
+	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -24,7 +26,7 @@ import (
 	"ocf-csync/ocf"
 	"ocf-csync/ra"
 	"ocf-csync/syncer/engine"
-	"ocf-csync/syncer/scan"
+	"ocf-csync/syncer/state"
 )
 
 // defaultFinalSync bounds the final sync when the agent left no deadline.
@@ -76,16 +78,15 @@ func runDaemon(env Env, c *cli.Context) error {
 	report()
 	log.Info("running", "node", l.view.Name, "epoch", h.Epoch, "rescan", interval)
 
-	cycle := func(ctx context.Context) {
-		res, err := daemonPush(ctx, c, l)
+	run := func(ctx context.Context) {
+		res, err := daemonPush(ctx, c, l, &h)
 		now := time.Now()
-		h.LastSync, h.LastError, h.Conflicts = now, "", 0
+		h.LastSync, h.LastError = now, ""
 		if err != nil {
 			h.LastError = err.Error()
 			log.Warn("sync cycle failed", "err", err)
 		}
 		for _, p := range res.Peers {
-			h.Conflicts += p.Conflicts
 			i := slices.IndexFunc(h.Peers, func(ph ra.PeerHealth) bool { return ph.Name == p.Peer })
 			if i < 0 {
 				h.Peers = append(h.Peers, ra.PeerHealth{Name: p.Peer})
@@ -104,14 +105,19 @@ func runDaemon(env Env, c *cli.Context) error {
 		}
 		report()
 	}
-	cycle(ctx)
+	now := make(chan os.Signal, 1)
+	signal.Notify(now, syscall.SIGUSR1) // `ocf-csync sync` from cron: sync now
+	defer signal.Stop(now)
+	run(ctx)
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for ctx.Err() == nil {
 		select {
 		case <-ctx.Done():
 		case <-t.C:
-			cycle(ctx)
+			run(ctx)
+		case <-now:
+			run(ctx)
 		}
 	}
 
@@ -125,33 +131,37 @@ func runDaemon(env Env, c *cli.Context) error {
 	fctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
 	defer cancel()
 	begin := time.Now()
-	cycle(fctx)
+	run(fctx)
 	log.Info("final sync done", "took", time.Since(begin).Round(time.Millisecond), "err", h.LastError)
 	h.State = ra.StateStopped
 	report()
 	return nil
 }
 
-// daemonPush is one cycle: check every root, then push, as "ocf-csync sync"
-// does (runPush), but keeping the per-peer results for the status file.
-func daemonPush(ctx context.Context, c *cli.Context, l *loaded) (engine.Result, error) {
-	log := logger(ctx)
+// daemonPush is one cycle under the run lock: the gate, a check of every
+// root, the gate again, and the push, as `ocf-csync sync` does.
+func daemonPush(ctx context.Context, c *cli.Context, l *loaded, h *ra.Health) (engine.Result, error) {
+	lock, err := takeRunLock(stateDir(c, l.path))
+	if err != nil {
+		return engine.Result{}, err
+	}
+	defer lock.release()
 	st, err := openStore(ctx, c, l, false)
 	if err != nil {
 		return engine.Result{}, err
 	}
 	defer st.Close()
-	if _, err := scan.Check(ctx, st, l.view, nil, true, scan.Options{
-		Ignore: l.cfg.Ignore, Logger: log.With("component", "scan"),
-	}); err != nil {
-		return engine.Result{}, err
+	out, err := runCycle(ctx, c, l, st, cycle{check: true, recursive: true})
+	h.Role, h.RoleWhy, h.IPHolder = "standby", out.gate.Reason, out.gate.IPHolder
+	if out.gate.Active {
+		h.Role = "active"
 	}
-	res, err := engine.Push(ctx, engine.Options{
-		View: l.view, Store: st, Connect: engine.SSHConnector(l.cfg, l.path, log),
-		Recursive: true, Log: log,
-	})
+	if n := 0; err == nil {
+		_ = st.Conflicts(func(state.Conflict) error { n++; return nil })
+		h.Conflicts = n
+	}
 	if err != nil {
-		return res, err
+		return out.res, err
 	}
-	return res, res.Err()
+	return out.res, out.res.Err()
 }

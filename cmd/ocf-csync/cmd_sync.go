@@ -2,13 +2,16 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
+	"ocf-csync/ha"
+	"ocf-csync/ra"
 	"ocf-csync/syncer/engine"
-	"ocf-csync/syncer/scan"
 )
 
 func pushFlags() []cli.Flag {
@@ -42,7 +45,6 @@ func updateCommand(env Env) *cli.Command {
 
 func runPush(env Env, c *cli.Context, check bool) error {
 	ctx := c.Context
-	log := logger(ctx)
 	l, err := loadConfig(ctx, c)
 	if err != nil {
 		return err
@@ -51,37 +53,48 @@ func runPush(env Env, c *cli.Context, check bool) error {
 	if err != nil {
 		return err
 	}
+	dry := c.Bool("dry-run")
+	// Cron on the active node: a running daemon syncs now instead of us.
+	if check && !dry && len(paths) == 0 && len(c.StringSlice("peer")) == 0 && len(c.StringSlice("group")) == 0 {
+		if d, ok := ra.FindDaemon(env.getenv("HA_RSCTMP"), l.path); ok {
+			if err := syscall.Kill(d.State.Pid, syscall.SIGUSR1); err == nil {
+				if verbosity(c) >= 1 {
+					fmt.Fprintf(env.Stdout, "asked the running daemon (pid %d) to sync now\n", d.State.Pid)
+				}
+				return nil
+			}
+		}
+	}
+	lock, err := takeRunLock(stateDir(c, l.path))
+	if err != nil {
+		if errors.Is(err, errOverlap) {
+			notify(ctx, c, l, ha.EventOverlap, "", err.Error())
+		}
+		return err
+	}
+	defer lock.release()
 	st, err := openStore(ctx, c, l, false)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	dry := c.Bool("dry-run")
-	if check && !dry {
-		res, err := scan.Check(ctx, st, l.view, paths, c.Bool("recursive") || len(paths) == 0, scan.Options{
-			Ignore: l.cfg.Ignore, Logger: log.With("component", "scan"),
-		})
-		if err != nil {
-			return err
-		}
-		for _, e := range res.Errors {
-			fmt.Fprintf(env.Stderr, "ocf-csync: warning: %v\n", e)
-		}
-		log.Debug("check done", "scanned", res.Scanned, "dirtied", res.Dirtied)
-	}
-	opts := engine.Options{
-		View: l.view, Store: st, Connect: engine.SSHConnector(l.cfg, l.path, log),
-		Peers: c.StringSlice("peer"), Groups: c.StringSlice("group"), Paths: paths,
-		Recursive: c.Bool("recursive"), DryRun: dry, Log: log,
-	}
+	o := cycle{check: check, paths: paths, recursive: c.Bool("recursive"), dry: dry,
+		peers: c.StringSlice("peer"), groups: c.StringSlice("group"), warn: env.Stderr}
 	if verbosity(c) >= 1 || dry {
-		opts.Progress = env.Stdout
+		o.progress = env.Stdout
 	}
 	start := time.Now()
-	res, err := engine.Push(ctx, opts)
+	out, err := runCycle(ctx, c, l, st, o)
 	if err != nil {
 		return err
 	}
+	if !out.pushed {
+		if verbosity(c) >= 1 {
+			fmt.Fprintf(env.Stdout, "not the active node, nothing pushed: %s\n", out.gate.Reason)
+		}
+		return nil
+	}
+	res := out.res
 	if c.Bool("json") {
 		if err := json.NewEncoder(env.Stdout).Encode(res); err != nil {
 			return err

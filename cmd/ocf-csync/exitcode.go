@@ -46,7 +46,7 @@ func classify(err error) kind {
 		return kindUsage
 	case errors.Is(err, config.ErrInvalid):
 		return kindConfig
-	case errors.Is(err, state.ErrLocked):
+	case errors.Is(err, state.ErrLocked), errors.Is(err, errOverlap):
 		return kindBusy
 	case errors.Is(err, state.ErrNoSentinel), errors.Is(err, state.ErrCorrupt):
 		return kindStateBroken

@@ -1,0 +1,156 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"ocf-csync/ha"
+	"ocf-csync/ra"
+	"ocf-csync/syncer/engine"
+	"ocf-csync/syncer/state"
+)
+
+type peerStatus struct {
+	Name      string    `json:"name"`
+	Address   string    `json:"address"`
+	Pending   int       `json:"pending"`
+	LastOK    time.Time `json:"last_sync,omitzero"`
+	Failing   time.Time `json:"failing_since,omitzero"`
+	LastError string    `json:"last_error,omitempty"`
+	Blocked   bool      `json:"blocked"`
+}
+
+type statusReport struct {
+	Node      string       `json:"node"`
+	Role      string       `json:"role"`
+	Reason    string       `json:"reason"`
+	IPHolder  string       `json:"ip_holder,omitempty"`
+	Quorum    bool         `json:"quorum"`
+	Epoch     uint64       `json:"epoch"`
+	Daemon    string       `json:"daemon"`
+	DaemonPid int          `json:"daemon_pid,omitempty"`
+	LastSync  time.Time    `json:"last_sync,omitzero"`
+	LastError string       `json:"last_error,omitempty"`
+	Peers     []peerStatus `json:"peers"`
+	Conflicts []string     `json:"conflicts"`
+	Stranded  []string     `json:"stranded"`
+}
+
+func statusCommand(env Env) *cli.Command {
+	return &cli.Command{
+		Name:  "status",
+		Usage: "show role, epoch, IP holder, peers, conflicts, stranded changes and the daemon",
+		Action: func(c *cli.Context) error {
+			ctx := c.Context
+			l, err := loadConfig(ctx, c)
+			if err != nil {
+				return err
+			}
+			rep := statusReport{Node: l.view.Name, Daemon: "not running", Conflicts: []string{}, Stranded: []string{}}
+			d, _ := ha.NewGate(l.cfg.HA, nil, logger(ctx)).Active(ctx)
+			rep.Role, rep.Reason, rep.IPHolder, rep.Quorum = "standby", d.Reason, d.IPHolder, d.Quorum
+			if d.Active {
+				rep.Role = "active"
+			}
+			var health ra.Health
+			if run, ok := ra.FindDaemon(env.getenv("HA_RSCTMP"), l.path); ok {
+				rep.Daemon, rep.DaemonPid = "running", run.State.Pid
+				if h, err := ra.ReadHealth(run.StatusFile); err == nil {
+					health = h
+					rep.Daemon = h.State
+					rep.LastSync, rep.LastError = h.LastSync, h.LastError
+				}
+			}
+			st, err := openStore(ctx, c, l, false)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			if rep.Epoch, err = st.Epoch(); err != nil {
+				return err
+			}
+			seen := map[string]bool{}
+			for _, g := range l.view.Groups {
+				for _, h := range g.Peers() {
+					if seen[h.Name] {
+						continue
+					}
+					seen[h.Name] = true
+					ps := peerStatus{Name: h.Name, Address: h.Addr}
+					if ps.Pending, err = st.DirtyCount(h.Name); err != nil {
+						return err
+					}
+					for _, ph := range health.Peers {
+						if ph.Name == h.Name {
+							ps.LastOK, ps.Failing, ps.LastError = ph.LastOK, ph.FailingSince, ph.Error
+						}
+					}
+					for _, b := range health.Blocked {
+						ps.Blocked = ps.Blocked || b == h.Name
+					}
+					rep.Peers = append(rep.Peers, ps)
+				}
+			}
+			sort.Slice(rep.Peers, func(i, j int) bool { return rep.Peers[i].Name < rep.Peers[j].Name })
+			_ = st.Conflicts(func(cf state.Conflict) error {
+				rep.Conflicts = append(rep.Conflicts, fmt.Sprintf("%s (with %s: %s)", engine.DisplayPath(cf.Path), cf.Peer, cf.Reason))
+				return nil
+			})
+			_ = st.StrandedList(func(s state.Stranded) error {
+				rep.Stranded = append(rep.Stranded, fmt.Sprintf("%s (on %s)", engine.DisplayPath(s.Path), s.Peer))
+				return nil
+			})
+			if c.Bool("json") {
+				enc := json.NewEncoder(env.Stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(rep)
+			}
+			w := env.Stdout
+			fmt.Fprintf(w, "node:      %s\n", rep.Node)
+			fmt.Fprintf(w, "role:      %s (%s)\n", rep.Role, rep.Reason)
+			if rep.IPHolder != "" {
+				fmt.Fprintf(w, "ip holder: %s\n", rep.IPHolder)
+			}
+			fmt.Fprintf(w, "epoch:     %d\n", rep.Epoch)
+			fmt.Fprintf(w, "daemon:    %s", rep.Daemon)
+			if rep.DaemonPid > 0 {
+				fmt.Fprintf(w, " (pid %d)", rep.DaemonPid)
+			}
+			fmt.Fprintln(w)
+			if !rep.LastSync.IsZero() {
+				fmt.Fprintf(w, "last sync: %s\n", rep.LastSync.Format(time.RFC3339))
+			}
+			if rep.LastError != "" {
+				fmt.Fprintf(w, "last error: %s\n", rep.LastError)
+			}
+			fmt.Fprintln(w, "peers:")
+			for _, p := range rep.Peers {
+				state := "ok"
+				switch {
+				case p.Blocked:
+					state = "BLOCKED (failover guard)"
+				case !p.Failing.IsZero():
+					state = "UNREACHABLE since " + p.Failing.Format(time.RFC3339) + ": " + p.LastError
+				case p.LastOK.IsZero():
+					state = "no sync yet by the daemon"
+				default:
+					state = "last sync " + p.LastOK.Format(time.RFC3339)
+				}
+				fmt.Fprintf(w, "  %-12s %-16s %6d pending  %s\n", p.Name, p.Address, p.Pending, state)
+			}
+			fmt.Fprintf(w, "conflicts: %d\n", len(rep.Conflicts))
+			for _, s := range rep.Conflicts {
+				fmt.Fprintf(w, "  %s\n", s)
+			}
+			fmt.Fprintf(w, "stranded:  %d\n", len(rep.Stranded))
+			for _, s := range rep.Stranded {
+				fmt.Fprintf(w, "  %s\n", s)
+			}
+			return nil
+		},
+	}
+}

@@ -1,0 +1,133 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+
+	"ocf-csync/ha"
+	"ocf-csync/syncer/config"
+	"ocf-csync/syncer/engine"
+	"ocf-csync/syncer/scan"
+	"ocf-csync/syncer/state"
+)
+
+// errOverlap: the previous sync run is still going (cron fallback, exit 75).
+var errOverlap = errors.New("the previous sync run is still going")
+
+// haConfig is the config's ha block with the agent's OCF overrides, which
+// the daemon receives as flags.
+func haConfig(c *cli.Context, l *loaded) config.HA {
+	h := l.cfg.HA
+	for name, dst := range map[string]*string{
+		"cluster-ip": &h.ClusterIP, "ip-resource": &h.IPResource,
+		"failover-policy": &h.FailoverPolicy, "stranded": &h.Stranded, "notify": &h.Notify,
+	} {
+		if v := c.String(name); v != "" {
+			*dst = v
+		}
+	}
+	return h
+}
+
+// runLock keeps two sync runs of one config from overlapping. It never
+// waits: the caller reports the overlap.
+type runLock struct{ f *os.File }
+
+func takeRunLock(dir string) (*runLock, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create state dir %q: %w", dir, err)
+	}
+	path := filepath.Join(dir, "sync.lock")
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open run lock %q: %w", path, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("%w (lock %s is held); not starting a second one", errOverlap, path)
+		}
+		return nil, fmt.Errorf("lock %q: %w", path, err)
+	}
+	return &runLock{f: f}, nil
+}
+
+func (l *runLock) release() { l.f.Close() }
+
+// cycle is one check-and-push run, shared by `sync`, `update` and the daemon.
+type cycle struct {
+	check     bool
+	paths     []string
+	recursive bool
+	dry       bool
+	peers     []string
+	groups    []string
+	progress  io.Writer
+	warn      io.Writer // check warnings; nil logs them
+}
+
+type cycleOutcome struct {
+	gate   ha.Decision
+	pushed bool
+	res    engine.Result
+}
+
+// runCycle checks the active-node gate, scans, checks the gate again right
+// before the push batch, and pushes. A standby does nothing.
+func runCycle(ctx context.Context, c *cli.Context, l *loaded, st *state.Store, o cycle) (cycleOutcome, error) {
+	log := logger(ctx)
+	gate := ha.NewGate(haConfig(c, l), nil, log.With("component", "gate"))
+	var out cycleOutcome
+	var err error
+	if out.gate, err = gate.Active(ctx); !out.gate.Active {
+		log.Info("not the active node: nothing pushed", "reason", out.gate.Reason, "err", err)
+		return out, nil
+	}
+	if o.check && !o.dry {
+		res, err := scan.Check(ctx, st, l.view, o.paths, o.recursive || len(o.paths) == 0, scan.Options{
+			Ignore: l.cfg.Ignore, Logger: log.With("component", "scan"),
+		})
+		if err != nil {
+			return out, err
+		}
+		for _, e := range res.Errors {
+			if o.warn != nil {
+				fmt.Fprintf(o.warn, "ocf-csync: warning: %v\n", e)
+			} else {
+				log.Warn("check", "problem", e.Error())
+			}
+		}
+		log.Debug("check done", "scanned", res.Scanned, "dirtied", res.Dirtied)
+	}
+	if out.gate.Gated {
+		if out.gate, err = gate.Active(ctx); !out.gate.Active {
+			log.Info("no longer the active node: nothing pushed", "reason", out.gate.Reason, "err", err)
+			return out, nil
+		}
+	}
+	out.res, err = engine.Push(ctx, engine.Options{
+		View: l.view, Store: st, Connect: engine.SSHConnector(l.cfg, l.path, log),
+		Peers: o.peers, Groups: o.groups, Paths: o.paths,
+		Recursive: o.recursive, DryRun: o.dry, Log: log, Progress: o.progress,
+	})
+	out.pushed = err == nil
+	return out, err
+}
+
+// notify runs the configured notify hook; failures are only logged.
+func notify(ctx context.Context, c *cli.Context, l *loaded, event, peer, detail string) {
+	cmd := haConfig(c, l).Notify
+	if cmd == "" {
+		return
+	}
+	if err := ha.Notify(ctx, cmd, event, l.view.Name, peer, detail); err != nil {
+		logger(ctx).Warn("notify hook failed", "event", event, "err", err)
+	}
+}
