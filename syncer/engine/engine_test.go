@@ -251,3 +251,51 @@ func TestDryRunChangesNothing(t *testing.T) {
 		t.Errorf("dry run output does not name the file: %q", out.String())
 	}
 }
+
+func TestFinalSyncWritesHandoff(t *testing.T) {
+	nodes := setup(t, "a", "b", "c")
+	a, b, c := nodes["a"], nodes["b"], nodes["c"]
+	write(t, filepath.Join(a.root, "f"), "v1")
+	if err := a.sync(t, nodes, Options{}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	// c has a conflicting edit: it must not get a handoff.
+	write(t, filepath.Join(a.root, "f"), "v2")
+	write(t, filepath.Join(c.root, "f"), "c's own")
+	h := &state.Handoff{Epoch: 3, From: "a", Clean: true, UpToNs: 42}
+	res := a.sync(t, nodes, Options{Handoff: h})
+	byPeer := map[string]PeerResult{}
+	for _, p := range res.Peers {
+		byPeer[p.Peer] = p
+	}
+	if !byPeer["b"].HandedOff || byPeer["c"].HandedOff {
+		t.Fatalf("handed off: b=%v c=%v, want true false", byPeer["b"].HandedOff, byPeer["c"].HandedOff)
+	}
+	got, err := b.st.Handoffs()
+	if err != nil || len(got) != 1 || got[0].Epoch != 3 || got[0].From != "a" || !got[0].Clean {
+		t.Fatalf("b's handoffs = %+v, %v", got, err)
+	}
+	if got, _ := c.st.Handoffs(); len(got) != 0 {
+		t.Fatalf("c got a handoff despite its conflict: %+v", got)
+	}
+
+	// Nothing pending for b at all: the final sync still reaches it.
+	h2 := &state.Handoff{Epoch: 4, From: "a", Clean: true}
+	res = a.sync(t, nodes, Options{Handoff: h2, Peers: []string{"b"}})
+	if len(res.Peers) != 1 || !res.Peers[0].HandedOff {
+		t.Fatalf("idle final sync: %+v", res.Peers)
+	}
+}
+
+func TestBlockedPeerGetsNothing(t *testing.T) {
+	nodes := setup(t, "a", "b")
+	a, b := nodes["a"], nodes["b"]
+	write(t, filepath.Join(a.root, "f"), "v1")
+	res := a.sync(t, nodes, Options{Blocked: map[string]string{"b": "failover guard"}})
+	if len(res.Peers) != 1 || res.Peers[0].Blocked == "" {
+		t.Fatalf("want b blocked, got %+v", res.Peers)
+	}
+	if _, err := os.Lstat(filepath.Join(b.root, "f")); !os.IsNotExist(err) {
+		t.Fatalf("blocked peer received a file")
+	}
+}

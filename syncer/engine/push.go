@@ -47,6 +47,16 @@ type Options struct {
 	DryRun    bool // nothing is written anywhere: not on peers, not in the DB
 	Log       *slog.Logger
 	Progress  io.Writer // per-file lines (-v); nil = none
+	// Handoff, when set (the final sync of a stopping active node), is
+	// written on every peer this run brings fully up to date; every peer
+	// is contacted, even one with nothing pending.
+	Handoff *state.Handoff
+	// Mark, when set (the first cycle of a newly active node), is sent to
+	// every peer as an unclean handoff record: "this node is active at this
+	// epoch". A later takeover finds in it which node to guard against.
+	Mark *state.Handoff
+	// Blocked peers (failover guard) get nothing; the value says why.
+	Blocked map[string]string
 }
 
 // PeerResult is what happened with one peer.
@@ -61,6 +71,8 @@ type PeerResult struct {
 	Duration                       time.Duration
 	Err                            error
 	Problems                       []string
+	Blocked                        string // why the failover guard skipped this peer
+	HandedOff                      bool   // the handoff record was written on the peer
 
 	changed []*item // reached the peer with a content, type or deletion change
 }
@@ -112,6 +124,9 @@ func Push(ctx context.Context, o Options) (Result, error) {
 	if err != nil {
 		return Result{}, fmt.Errorf("list peers with pending changes: %w", err)
 	}
+	if o.Handoff != nil || o.Mark != nil {
+		peers = unionPeers(peers, o.View)
+	}
 	if len(o.Peers) > 0 {
 		want := map[string]bool{}
 		for _, p := range o.Peers {
@@ -141,6 +156,11 @@ func Push(ctx context.Context, o Options) (Result, error) {
 	var wg sync.WaitGroup
 	var outMu sync.Mutex
 	for i, peer := range peers {
+		if why, ok := o.Blocked[peer]; ok {
+			n, _ := o.Store.DirtyCount(peer)
+			res.Peers[i] = PeerResult{Peer: peer, Planned: n, Blocked: why}
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -193,6 +213,8 @@ type pend struct {
 	op       proto.OpKind
 	sent     state.FileRecord // what we asked the peer to have
 	isDelete bool
+	handoff  bool
+	marker   bool // an "I am active" record, not the final handoff
 }
 
 type event struct {
@@ -227,6 +249,8 @@ type sender struct {
 	res         PeerResult
 	links       map[[2]uint64]string // (dev, ino) → wire name sent in this run
 	retries     map[uint64]*item     // items the peer asked to get whole, by old seq
+	handedOff   bool
+	handoffDone bool
 	inodes      map[[2]uint64][]string
 }
 
@@ -286,7 +310,7 @@ func pushPeer(ctx context.Context, o *Options, peer string, groups map[string]bo
 	}
 	res.Skipped = len(p.skipped)
 	res.Planned = p.len()
-	if p.len() == 0 {
+	if p.len() == 0 && o.Handoff == nil && o.Mark == nil {
 		return res
 	}
 	host, ok := hostOf(o.View, peer)
@@ -317,6 +341,19 @@ func pushPeer(ctx context.Context, o *Options, peer string, groups map[string]bo
 			keys[it.group.Name] = k
 		}
 	}
+	if len(keys) == 0 { // nothing pending: offer every group shared with peer
+		for _, g := range o.View.Groups {
+			if _, ok := g.Host(peer); !ok || g.IsSlave(o.View.Name) {
+				continue
+			}
+			k, err := proto.ReadKeyFile(g.Key)
+			if err != nil {
+				res.Err = fmt.Errorf("group %s: %w", g.Name, err)
+				return res
+			}
+			keys[g.Name] = k
+		}
+	}
 	c := proto.NewConn(ch, ch)
 	var flags uint32
 	if o.DryRun {
@@ -334,7 +371,18 @@ func pushPeer(ctx context.Context, o *Options, peer string, groups map[string]bo
 	}
 	readerDone := make(chan struct{})
 	go func() { defer close(readerDone); s.read() }()
-	err = s.run(p)
+	if o.Mark != nil && !o.DryRun {
+		seq := s.nextSeq()
+		s.track(seq, &pend{handoff: true, marker: true})
+		m := o.Mark
+		err = c.Send(proto.Handoff{Seq: seq, Epoch: m.Epoch, From: m.From, UpToNs: m.UpToNs})
+	}
+	if err == nil {
+		err = s.run(p)
+	}
+	if err == nil && o.Handoff != nil {
+		err = s.handoff()
+	}
 	if err == nil {
 		_ = c.Send(proto.Bye{})
 		err = c.Flush()
@@ -824,6 +872,20 @@ func (s *sender) onAck(a *proto.Ack) {
 	defer s.signal()
 	defer s.mu.Unlock()
 	p, ok := s.pending[a.Seq]
+	if ok && p.marker {
+		delete(s.pending, a.Seq)
+		return
+	}
+	if ok && p.handoff {
+		delete(s.pending, a.Seq)
+		s.handedOff = a.Status == proto.AckOK
+		if !s.handedOff {
+			s.res.Problems = append(s.res.Problems, "handoff not recorded: "+a.Message)
+		}
+		s.res.HandedOff = s.handedOff
+		s.handoffDone = true
+		return
+	}
 	if !ok {
 		if s.readErr == nil {
 			s.readErr = fmt.Errorf("protocol: ack for unknown seq %d", a.Seq)
@@ -931,5 +993,68 @@ func (s *sender) onAck(a *proto.Ack) {
 		s.outMu.Lock()
 		fmt.Fprintf(s.o.Progress, "%-8s %-6s %s %s\n", word, p.op, s.peer, DisplayPath(it.path))
 		s.outMu.Unlock()
+	}
+}
+
+// unionPeers adds every peer of the node's groups to peers.
+func unionPeers(peers []string, view *config.NodeView) []string {
+	seen := map[string]bool{}
+	for _, p := range peers {
+		seen[p] = true
+	}
+	for _, g := range view.Groups {
+		if g.IsSlave(view.Name) {
+			continue
+		}
+		for _, h := range g.Peers() {
+			if !seen[h.Name] {
+				seen[h.Name] = true
+				peers = append(peers, h.Name)
+			}
+		}
+	}
+	sort.Strings(peers)
+	return peers
+}
+
+// handoff writes the handoff record on the peer once everything planned
+// reached it and is recorded durably here.
+func (s *sender) handoff() error {
+	s.mu.Lock()
+	r := s.res
+	clean := r.Conflicts == 0 && r.Refused == 0 && r.Failed == 0 && r.Err == nil
+	var err error
+	if s.batch != nil {
+		err = s.batch.CommitDurable()
+		s.batch = s.o.Store.NewBatch()
+	}
+	s.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("record synced state: %w", err)
+	}
+	if !clean {
+		s.log.Warn("final sync incomplete: no handoff written", "peer", s.peer)
+		return nil
+	}
+	if n, err := s.o.Store.DirtyCount(s.peer); err != nil || n > 0 {
+		s.log.Warn("final sync left changes pending: no handoff written", "peer", s.peer, "pending", n)
+		return nil
+	}
+	seq := s.nextSeq()
+	s.track(seq, &pend{handoff: true})
+	h := s.o.Handoff
+	if err := s.c.Send(proto.Handoff{Seq: seq, Epoch: h.Epoch, From: h.From, Clean: h.Clean, UpToNs: h.UpToNs}); err != nil {
+		return err
+	}
+	for {
+		s.mu.Lock()
+		done := s.handoffDone
+		s.mu.Unlock()
+		if done {
+			return nil
+		}
+		if err := s.waitEvent(); err != nil {
+			return err
+		}
 	}
 }

@@ -50,6 +50,7 @@ type receiver struct {
 	batch     *state.Batch
 	pending   actionQueue                 // actions of changes not yet acknowledged
 	queued    []state.QueuedAction        // actions stored durably, run at EndBatch
+	conflicts map[string]bool             // recorded conflicts with the sender (lazy)
 	dirMtimes map[string]int64            // dirs we changed, with their mtime before
 	dirWant   map[string]state.FileRecord // directory metadata the sender sent
 }
@@ -146,6 +147,10 @@ func (r *receiver) loop(ctx context.Context) error {
 			}
 		case *proto.Request:
 			if err := r.request(m); err != nil {
+				return err
+			}
+		case *proto.Handoff:
+			if err := r.handoff(m); err != nil {
 				return err
 			}
 		case *proto.Bye:
@@ -300,6 +305,8 @@ func (r *receiver) conflict(op *proto.Op, g *config.GroupView, local string, cur
 			RemoteExists: op.Kind != proto.OpDelete, DetectedNs: time.Now().UnixNano(), Reason: msg}
 		if err := r.o.Store.PutConflict(c); err != nil {
 			r.log.Error("record conflict", "path", local, "error", err)
+		} else if r.conflicts != nil {
+			r.conflicts[local] = true
 		}
 	}
 	a := proto.Ack{Seq: op.Seq, Status: proto.AckConflict, Message: msg, HasCurrent: exists}
@@ -492,6 +499,25 @@ func (r *receiver) receiveFile(op *proto.Op, t *apply.Target, local string, rec 
 	return rec, dr.n, nil
 }
 
+// hasConflict reports whether a conflict with the sender is recorded for
+// path; the set is read once per session, so a forced push of a big tree
+// does not pay a durable delete per file.
+func (r *receiver) hasConflict(path string) bool {
+	if r.conflicts == nil {
+		r.conflicts = map[string]bool{}
+		err := r.o.Store.Conflicts(func(c state.Conflict) error {
+			if c.Peer == r.sender {
+				r.conflicts[c.Path] = true
+			}
+			return nil
+		})
+		if err != nil {
+			r.log.Warn("read conflicts", "error", err)
+		}
+	}
+	return r.conflicts[path]
+}
+
 // done records an applied (or already equal) op and queues its ack.
 func (r *receiver) done(op *proto.Op, g *config.GroupView, local string, rec *state.FileRecord, status proto.AckStatus, changed bool, n int64) error {
 	a := proto.Ack{Seq: op.Seq, Status: status}
@@ -515,7 +541,7 @@ func (r *receiver) done(op *proto.Op, g *config.GroupView, local string, rec *st
 		a.Current = proto.RecordFrom(now)
 	}
 	r.batch.ClearDirty(r.sender, local)
-	if op.Forced {
+	if op.Forced && r.hasConflict(local) {
 		// The sender's version won a conflict: it is settled here too.
 		if err := r.o.Store.DeleteConflict(local, r.sender); err != nil {
 			r.log.Warn("clear settled conflict", "path", local, "error", err)
@@ -666,4 +692,24 @@ func (d *dataReader) Read(p []byte) (int, error) {
 	k := copy(p, d.cur)
 	d.cur = d.cur[k:]
 	return k, nil
+}
+
+// handoff records that the sender, a stopping active node, brought this
+// node fully up to date: the next start can then skip the failover guard.
+func (r *receiver) handoff(m *proto.Handoff) error {
+	if err := r.flushAcks(); err != nil {
+		return err
+	}
+	a := proto.Ack{Seq: m.Seq, Status: proto.AckOK}
+	if m.From != r.sender {
+		a.Status, a.Message = proto.AckRefused, fmt.Sprintf("handoff from %s claimed by %s", m.From, r.sender)
+	} else if !r.dry {
+		if err := r.o.Store.PutHandoff(state.Handoff{Epoch: m.Epoch, From: m.From, Clean: m.Clean, UpToNs: m.UpToNs}); err != nil {
+			a.Status, a.Message = proto.AckError, err.Error()
+		}
+	}
+	if err := r.c.Send(a); err != nil {
+		return err
+	}
+	return r.c.Flush()
 }

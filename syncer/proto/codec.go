@@ -356,6 +356,8 @@ func newMessage(t MsgType) wireDecoder {
 		return new(Entry)
 	case MsgError:
 		return new(Error)
+	case MsgHandoff:
+		return new(Handoff)
 	case MsgBye:
 		return new(Bye)
 	}
@@ -613,3 +615,19 @@ func (m *Error) decode(d *decoder) { m.Message = d.str("message", MaxText) }
 
 func (Bye) encode(*encoder)  {}
 func (*Bye) decode(*decoder) {}
+
+func (m Handoff) encode(e *encoder) {
+	e.uvarint(m.Seq)
+	e.uvarint(m.Epoch)
+	e.str("node name", m.From, MaxName)
+	e.boolean(m.Clean)
+	e.varint(m.UpToNs)
+}
+
+func (m *Handoff) decode(d *decoder) {
+	m.Seq = d.uvarint("seq")
+	m.Epoch = d.uvarint("epoch")
+	m.From = d.str("node name", MaxName)
+	m.Clean = d.boolean("clean")
+	m.UpToNs = d.varint("time")
+}

@@ -69,12 +69,13 @@ const (
 	MsgEntry
 	MsgError
 	MsgBye
+	MsgHandoff
 	msgEnd // one past the last valid type
 )
 
 var msgNames = [...]string{"invalid", "Hello", "HelloReply", "Auth", "AuthResult", "Op",
 	"SigRequest", "Sig", "Data", "DataEnd", "Ack", "EndBatch", "BatchDone", "Request",
-	"Entry", "Error", "Bye"}
+	"Entry", "Error", "Bye", "Handoff"}
 
 func (t MsgType) String() string {
 	if t < msgEnd {
@@ -336,6 +337,18 @@ func (Request) Type() MsgType    { return MsgRequest }
 func (Entry) Type() MsgType      { return MsgEntry }
 func (Error) Type() MsgType      { return MsgError }
 func (Bye) Type() MsgType        { return MsgBye }
+func (Handoff) Type() MsgType    { return MsgHandoff }
+
+// Handoff asks the receiver to record that the sender, a stopping active
+// node, has brought it fully up to date (sender → receiver; answered by an
+// Ack with the same Seq).
+type Handoff struct {
+	Seq    uint64
+	Epoch  uint64
+	From   string
+	Clean  bool
+	UpToNs int64
+}
 
 // Error makes a received *Error usable as a Go error.
 func (e *Error) Error() string { return "peer reported an error: " + e.Message }

@@ -49,6 +49,7 @@ type Node struct {
 	holder     *proc
 	corosync   *proc
 	pacemakerd *proc
+	sshd       *proc
 }
 
 // startHolder starts the process owning the node's mount and UTS
@@ -60,11 +61,14 @@ func (n *Node) startHolder(ctx context.Context) error {
 	for _, d := range privateDirs {
 		fmt.Fprintf(&s, "mount --bind %s %s\n", shellQuote(filepath.Join(n.Dir, subdir(d))), d)
 	}
-	for _, d := range n.c.opts.PrivateDirs {
+	for _, d := range n.c.privDirs() {
 		fmt.Fprintf(&s, "mount --bind %s %s\n", shellQuote(filepath.Join(n.Dir, "priv", subdir(d))), shellQuote(d))
 	}
+	if n.c.opts.SSHD {
+		fmt.Fprintf(&s, "mount --bind %s /etc/hosts\n", shellQuote(filepath.Join(n.Dir, "hosts")))
+	}
 	s.WriteString(`mount -t tmpfs -o mode=755 tmpfs /run
-mkdir -p /run/crm /run/resource-agents /run/lock
+mkdir -p /run/crm /run/resource-agents /run/lock /run/sshd
 chown hacluster:haclient /run/crm
 mount -t tmpfs -o mode=1777 tmpfs /dev/shm
 `)
@@ -241,7 +245,7 @@ func (n *Node) StopStack() error {
 // kill stops everything on the node: the stack gracefully, then every
 // other process in its mount namespace, then the holder.
 func (n *Node) kill() error {
-	err := n.StopStack()
+	err := errors.Join(n.StopStack(), n.StopSSHD())
 	n.mu.Lock()
 	holder := n.holder
 	n.holder = nil

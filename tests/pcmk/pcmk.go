@@ -78,6 +78,11 @@ type Options struct {
 	// private, empty copy of (e.g. /etc/ocf-csync). They must exist on the
 	// host.
 	PrivateDirs []string
+	// SSHD starts a real OpenSSH sshd on every node (listening on its
+	// address, root by the cluster-wide ClientKey) and makes EtcDir,
+	// VarDir and DataDir private per node, with ClientKey, KnownHosts and
+	// an /etc/hosts naming every node.
+	SSHD bool
 	// Log receives progress lines; nil discards them.
 	Log io.Writer
 }
@@ -94,6 +99,7 @@ type Cluster struct {
 	alive  *os.File // lock on dir/alive held while the cluster exists
 	mu     sync.Mutex
 	netns  []string // created network namespaces, hub first
+	hostMP *os.File // shared lock on the host mount points (SSHD)
 	closed sync.Once
 	cerr   error
 
@@ -183,6 +189,11 @@ func Start(ctx context.Context, o Options) (c *Cluster, err error) {
 	if reason := unavailable(); reason != "" {
 		return nil, fmt.Errorf("start Pacemaker cluster: %s", reason)
 	}
+	if o.SSHD {
+		if reason := sshdUnavailable(); reason != "" {
+			return nil, fmt.Errorf("start Pacemaker cluster with sshd: %s", reason)
+		}
+	}
 	for _, d := range o.PrivateDirs {
 		if !filepath.IsAbs(d) {
 			return nil, fmt.Errorf("start Pacemaker cluster: private dir %q is not absolute", d)
@@ -221,8 +232,18 @@ func Start(ctx context.Context, o Options) (c *Cluster, err error) {
 			c:     c,
 		})
 	}
+	if o.SSHD {
+		if err := c.acquireHostMounts(); err != nil {
+			return c, err
+		}
+	}
 	if err := c.makeFiles(ctx); err != nil {
 		return c, err
+	}
+	if o.SSHD {
+		if err := c.makeSSHFiles(ctx); err != nil {
+			return c, err
+		}
 	}
 	if err := c.makeNetwork(ctx); err != nil {
 		return c, err
@@ -238,6 +259,11 @@ func Start(ctx context.Context, o Options) (c *Cluster, err error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			if o.SSHD {
+				if errs[i] = n.StartSSHD(ctx); errs[i] != nil {
+					return
+				}
+			}
 			errs[i] = n.StartStack(ctx)
 		}()
 	}
@@ -371,6 +397,9 @@ func (c *Cluster) close() error {
 		if _, err := run(context.Background(), "ip", "netns", "del", netns[i]); err != nil {
 			errs = append(errs, fmt.Errorf("delete network namespace: %w", err))
 		}
+	}
+	if err := c.releaseHostMounts(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.dir != "" {
 		if err := os.RemoveAll(c.dir); err != nil {

@@ -46,7 +46,7 @@ func (c *Cluster) makeFiles(ctx context.Context) error {
 			{"var-log-pacemaker", 0o770, true},
 			{"var-log-corosync", 0o755, false},
 		}
-		for _, d := range c.opts.PrivateDirs {
+		for _, d := range c.privDirs() {
 			dirs = append(dirs, dir{"priv/" + subdir(d), 0o755, false})
 		}
 		for _, d := range dirs {
