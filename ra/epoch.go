@@ -2,10 +2,12 @@ package ra
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
 
+	"ocf-csync/ha"
 	"ocf-csync/syncer/state"
 )
 
@@ -37,20 +39,18 @@ func (e StoreEpochs) Take(ctx context.Context, p *Params) (uint64, error) {
 		return 0, err
 	}
 	defer st.Close()
-	epoch, err := st.Epoch()
+	// Highest of this node's epoch, the handoff records and, when
+	// Pacemaker runs, every node's csync-epoch attribute, plus one; then
+	// published as this node's attribute (crm_mon -A shows it).
+	epoch, err := ha.TakeEpoch(ctx, st, ha.NewCLI(), nil)
+	if errors.Is(err, ha.ErrPublish) {
+		if e.Log != nil {
+			e.Log.Warn("epoch recorded but not published to Pacemaker", "epoch", epoch, "err", err)
+		}
+		err = nil
+	}
 	if err != nil {
-		return 0, err
-	}
-	hs, err := st.Handoffs()
-	if err != nil {
-		return 0, err
-	}
-	for _, h := range hs {
-		epoch = max(epoch, h.Epoch)
-	}
-	epoch++
-	if err := st.SetEpoch(epoch); err != nil {
-		return 0, fmt.Errorf("record epoch %d in %s: %w", epoch, st.Dir(), err)
+		return 0, fmt.Errorf("take epoch in %s: %w", st.Dir(), err)
 	}
 	return epoch, st.Close()
 }

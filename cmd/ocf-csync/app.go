@@ -164,6 +164,7 @@ func newApp(env Env) *cli.App {
 			trustHostCommand(env),
 			forceCommand(env),
 			statusCommand(env),
+			unblockCommand(env),
 			conflictsCommand(env),
 			compareCommand(env),
 			diffCommand(env),

@@ -14,15 +14,18 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
 	"slices"
+	"sort"
 	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
+	"ocf-csync/ha"
 	"ocf-csync/ocf"
 	"ocf-csync/ra"
 	"ocf-csync/syncer/engine"
@@ -78,8 +81,27 @@ func runDaemon(env Env, c *cli.Context) error {
 	report()
 	log.Info("running", "node", l.view.Name, "epoch", h.Epoch, "rescan", interval)
 
-	run := func(ctx context.Context) {
-		res, err := daemonPush(ctx, c, l, &h)
+	epoch := c.Uint64("epoch")
+	skipFirst := false
+	if epoch > 0 {
+		if skipFirst, err = takeover(ctx, c, l, epoch); err != nil {
+			h.State, h.Error = ra.StateFailed, err.Error()
+			report()
+			return err
+		}
+	}
+	first := true
+	run := func(ctx context.Context, o cycle) {
+		if first && epoch > 0 {
+			o.mark = &state.Handoff{Epoch: epoch, From: l.view.Name, UpToNs: time.Now().UnixNano()}
+		}
+		if first && skipFirst {
+			first = false
+			log.Info("failover-policy skip-first: first sync after takeover skipped")
+			return
+		}
+		first = false
+		res, err := daemonPush(ctx, c, l, &h, o)
 		now := time.Now()
 		h.LastSync, h.LastError = now, ""
 		if err != nil {
@@ -108,16 +130,16 @@ func runDaemon(env Env, c *cli.Context) error {
 	now := make(chan os.Signal, 1)
 	signal.Notify(now, syscall.SIGUSR1) // `ocf-csync sync` from cron: sync now
 	defer signal.Stop(now)
-	run(ctx)
+	run(ctx, cycle{})
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for ctx.Err() == nil {
 		select {
 		case <-ctx.Done():
 		case <-t.C:
-			run(ctx)
+			run(ctx, cycle{})
 		case <-now:
-			run(ctx)
+			run(ctx, cycle{})
 		}
 	}
 
@@ -131,17 +153,20 @@ func runDaemon(env Env, c *cli.Context) error {
 	fctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
 	defer cancel()
 	begin := time.Now()
-	run(fctx)
+	run(fctx, cycle{handoff: &state.Handoff{Epoch: epoch, From: l.view.Name, Clean: true, UpToNs: time.Now().UnixNano()}})
 	log.Info("final sync done", "took", time.Since(begin).Round(time.Millisecond), "err", h.LastError)
 	h.State = ra.StateStopped
 	report()
 	return nil
 }
 
-// daemonPush is one cycle under the run lock: the gate, a check of every
-// root, the gate again, and the push, as `ocf-csync sync` does.
-func daemonPush(ctx context.Context, c *cli.Context, l *loaded, h *ra.Health) (engine.Result, error) {
-	lock, err := takeRunLock(stateDir(c, l.path))
+// daemonPush is one cycle under the run lock: the failover guard's
+// reconciliation, the gate, a check of every root, the gate again, and the
+// push, as `ocf-csync sync` does.
+func daemonPush(ctx context.Context, c *cli.Context, l *loaded, h *ra.Health, o cycle) (engine.Result, error) {
+	log := logger(ctx)
+	dir := stateDir(c, l.path)
+	lock, err := takeRunLock(dir)
 	if err != nil {
 		return engine.Result{}, err
 	}
@@ -151,17 +176,62 @@ func daemonPush(ctx context.Context, c *cli.Context, l *loaded, h *ra.Health) (e
 		return engine.Result{}, err
 	}
 	defer st.Close()
-	out, err := runCycle(ctx, c, l, st, cycle{check: true, recursive: true})
+	guard, err := loadGuard(dir)
+	if err != nil {
+		return engine.Result{}, err
+	}
+	if len(guard) > 0 {
+		if d, _ := ha.NewGate(haConfig(c, l), nil, log).Active(ctx); d.Active {
+			reconcileGuarded(ctx, c, l, st, guard)
+		}
+	}
+	h.Blocked = h.Blocked[:0]
+	for p := range guard {
+		h.Blocked = append(h.Blocked, p)
+	}
+	sort.Strings(h.Blocked)
+	o.check, o.recursive, o.blocked = true, true, guard
+	out, err := runCycle(ctx, c, l, st, o)
 	h.Role, h.RoleWhy, h.IPHolder = "standby", out.gate.Reason, out.gate.IPHolder
 	if out.gate.Active {
 		h.Role = "active"
 	}
-	if n := 0; err == nil {
-		_ = st.Conflicts(func(state.Conflict) error { n++; return nil })
-		h.Conflicts = n
-	}
+	h.Conflicts, h.Stranded = 0, 0
+	_ = st.Conflicts(func(state.Conflict) error { h.Conflicts++; return nil })
+	_ = st.StrandedList(func(state.Stranded) error { h.Stranded++; return nil })
 	if err != nil {
 		return out.res, err
 	}
 	return out.res, out.res.Err()
+}
+
+// reconcileGuarded compares every blocked peer it can reach and lifts the
+// guard for it once each difference is sorted (DESIGN §7).
+func reconcileGuarded(ctx context.Context, c *cli.Context, l *loaded, st *state.Store, guard map[string]string) {
+	log := logger(ctx)
+	policy := haConfig(c, l).Stranded
+	changed := false
+	for peer := range guard {
+		r, err := engine.Reconcile(ctx, engine.CompareOptions{
+			View: l.view, Connect: engine.SSHConnector(l.cfg, l.path, log), Ignore: l.cfg.Ignore, Log: log,
+		}, st, peer, policy)
+		if err != nil {
+			log.Warn("failover guard: cannot reconcile yet; pushes stay blocked", "peer", peer, "err", err)
+			continue
+		}
+		log.Info("failover guard: reconciled", "peer", peer, "push", len(r.Push), "stranded", len(r.Stranded), "conflicts", len(r.Conflicts))
+		if len(r.Stranded) > 0 {
+			notify(ctx, c, l, ha.EventStranded, peer, fmt.Sprintf("%d stranded change(s), first: %s", len(r.Stranded), r.Stranded[0]))
+		}
+		if len(r.Conflicts) > 0 {
+			notify(ctx, c, l, ha.EventConflict, peer, fmt.Sprintf("%d conflict(s) after failover, first: %s", len(r.Conflicts), r.Conflicts[0]))
+		}
+		delete(guard, peer)
+		changed = true
+	}
+	if changed {
+		if err := saveGuard(stateDir(c, l.path), guard); err != nil {
+			log.Error("save failover guard", "err", err)
+		}
+	}
 }

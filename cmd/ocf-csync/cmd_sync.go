@@ -78,8 +78,12 @@ func runPush(env Env, c *cli.Context, check bool) error {
 		return err
 	}
 	defer st.Close()
+	guard, err := loadGuard(stateDir(c, l.path))
+	if err != nil {
+		return err
+	}
 	o := cycle{check: check, paths: paths, recursive: c.Bool("recursive"), dry: dry,
-		peers: c.StringSlice("peer"), groups: c.StringSlice("group"), warn: env.Stderr}
+		peers: c.StringSlice("peer"), groups: c.StringSlice("group"), warn: env.Stderr, blocked: guard}
 	if verbosity(c) >= 1 || dry {
 		o.progress = env.Stdout
 	}
@@ -101,6 +105,11 @@ func runPush(env Env, c *cli.Context, check bool) error {
 		}
 	} else if verbosity(c) >= 0 {
 		for _, p := range res.Peers {
+			if p.Blocked != "" {
+				fmt.Fprintf(env.Stdout, "%s: BLOCKED by the failover guard (%d pending): %s; it lifts after reconciliation, or run 'ocf-csync unblock %s'\n",
+					p.Peer, p.Planned, p.Blocked, p.Peer)
+				continue
+			}
 			if p.Planned == 0 && p.Err == nil {
 				continue
 			}

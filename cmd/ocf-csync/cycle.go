@@ -71,6 +71,9 @@ type cycle struct {
 	groups    []string
 	progress  io.Writer
 	warn      io.Writer // check warnings; nil logs them
+	blocked   map[string]string
+	mark      *state.Handoff
+	handoff   *state.Handoff
 }
 
 type cycleOutcome struct {
@@ -116,6 +119,7 @@ func runCycle(ctx context.Context, c *cli.Context, l *loaded, st *state.Store, o
 		View: l.view, Store: st, Connect: engine.SSHConnector(l.cfg, l.path, log),
 		Peers: o.peers, Groups: o.groups, Paths: o.paths,
 		Recursive: o.recursive, DryRun: o.dry, Log: log, Progress: o.progress,
+		Blocked: o.blocked, Mark: o.mark, Handoff: o.handoff,
 	})
 	out.pushed = err == nil
 	return out, err

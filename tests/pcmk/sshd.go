@@ -77,7 +77,7 @@ func (n *Node) Path(inNode string) string {
 }
 
 // SSHDLog is the host-side path of the node's sshd log (sshd -e output).
-func (n *Node) SSHDLog() string { return filepath.Join(n.Dir, "sshd.log") }
+func (n *Node) SSHDLog() string { return filepath.Join(n.Dir, "sshd.out") }
 
 // SSHDPid is the PID of the node's sshd, 0 when it does not run.
 func (n *Node) SSHDPid() int {
