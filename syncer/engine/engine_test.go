@@ -299,3 +299,57 @@ func TestBlockedPeerGetsNothing(t *testing.T) {
 		t.Fatalf("blocked peer received a file")
 	}
 }
+
+func TestReconcileSortsDifferences(t *testing.T) {
+	nodes := setup(t, "a", "b")
+	a, b := nodes["a"], nodes["b"]
+	for _, n := range []string{"mine", "theirs", "both", "same"} {
+		write(t, filepath.Join(a.root, n), "v1")
+	}
+	if err := a.sync(t, nodes, Options{}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	// b was active and changed two files, then failed; a took over and
+	// changed two.
+	write(t, filepath.Join(b.root, "theirs"), "b's stranded edit")
+	write(t, filepath.Join(b.root, "both"), "b's edit")
+	write(t, filepath.Join(a.root, "mine"), "a's edit")
+	write(t, filepath.Join(a.root, "both"), "a's edit")
+	ctx := context.Background()
+	if _, err := scan.Check(ctx, a.st, a.view, nil, true, scan.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := Reconcile(ctx, CompareOptions{View: a.view, Connect: connector(nodes)}, a.st, "b", StrandedKeep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := func(name string, got []string, path string) {
+		t.Helper()
+		if len(got) != 1 || got[0] != filepath.Join(a.root, path) {
+			t.Errorf("%s = %q, want [%s]", name, got, path)
+		}
+	}
+	want("push", r.Push, "mine")
+	want("stranded", r.Stranded, "theirs")
+	want("conflicts", r.Conflicts, "both")
+	var stranded []string
+	a.st.StrandedList(func(s state.Stranded) error { stranded = append(stranded, s.Path); return nil })
+	if len(stranded) != 1 {
+		t.Errorf("stranded records = %q", stranded)
+	}
+	// The normal push after reconciliation never overwrites the stranded edit.
+	res, err := Push(ctx, Options{View: a.view, Store: a.st, Connect: connector(nodes)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = res
+	if got := read(t, filepath.Join(b.root, "theirs")); got != "b's stranded edit" {
+		t.Errorf("stranded change overwritten: %q", got)
+	}
+	if got := read(t, filepath.Join(b.root, "mine")); got != "a's edit" {
+		t.Errorf("a's own change did not reach b: %q", got)
+	}
+	if got := read(t, filepath.Join(b.root, "both")); got != "b's edit" {
+		t.Errorf("conflicting change overwritten: %q", got)
+	}
+}
