@@ -165,6 +165,7 @@ func newApp(env Env) *cli.App {
 			forceCommand(env),
 			statusCommand(env),
 			unblockCommand(env),
+			resolveCommand(env),
 			conflictsCommand(env),
 			compareCommand(env),
 			diffCommand(env),
