@@ -60,20 +60,22 @@ const (
 
 // Health is the status file the daemon keeps current: what monitor judges.
 type Health struct {
-	Pid       int          `json:"pid"`
-	State     string       `json:"state"`
-	Error     string       `json:"error,omitempty"`
-	Epoch     uint64       `json:"epoch,omitempty"`
-	Updated   time.Time    `json:"updated"`
-	LastSync  time.Time    `json:"last_sync,omitzero"`
-	LastError string       `json:"last_error,omitempty"`
-	Role      string       `json:"role,omitempty"` // active or standby, per the gate
-	RoleWhy   string       `json:"role_reason,omitempty"`
-	IPHolder  string       `json:"ip_holder,omitempty"`
-	Conflicts int          `json:"conflicts"`
-	Stranded  int          `json:"stranded"`
-	Blocked   []string     `json:"blocked,omitempty"` // peers the failover guard blocks
-	Peers     []PeerHealth `json:"peers,omitempty"`
+	Pid       int       `json:"pid"`
+	State     string    `json:"state"`
+	Error     string    `json:"error,omitempty"`
+	Epoch     uint64    `json:"epoch,omitempty"`
+	Updated   time.Time `json:"updated"`
+	LastSync  time.Time `json:"last_sync,omitzero"`
+	LastError string    `json:"last_error,omitempty"`
+	Role      string    `json:"role,omitempty"` // active or standby, per the gate
+	RoleWhy   string    `json:"role_reason,omitempty"`
+	IPHolder  string    `json:"ip_holder,omitempty"`
+	// PacemakerSeen: the gate found Pacemaker running at the last cycle.
+	PacemakerSeen bool         `json:"pacemaker,omitempty"`
+	Conflicts     int          `json:"conflicts"`
+	Stranded      int          `json:"stranded"`
+	Blocked       []string     `json:"blocked,omitempty"` // peers the failover guard blocks
+	Peers         []PeerHealth `json:"peers,omitempty"`
 }
 
 // PeerHealth is one peer as the daemon last saw it.

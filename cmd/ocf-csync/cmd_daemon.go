@@ -18,8 +18,10 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -127,6 +129,12 @@ func runDaemon(env Env, c *cli.Context) error {
 		}
 		report()
 	}
+	var changes <-chan []string
+	if haConfig(c, l).Watch {
+		if changes, err = watchTrees(ctx, l.view, log); err != nil {
+			log.Warn("no live watch; relying on rescans", "err", err)
+		}
+	}
 	now := make(chan os.Signal, 1)
 	signal.Notify(now, syscall.SIGUSR1) // `ocf-csync sync` from cron: sync now
 	defer signal.Stop(now)
@@ -140,6 +148,15 @@ func runDaemon(env Env, c *cli.Context) error {
 			run(ctx, cycle{})
 		case <-now:
 			run(ctx, cycle{})
+		case batch, ok := <-changes:
+			switch {
+			case !ok:
+				changes = nil
+			case batch == nil:
+				run(ctx, cycle{})
+			default:
+				run(ctx, cycle{paths: batch, parents: parentsOf(batch)})
+			}
 		}
 	}
 
@@ -193,12 +210,14 @@ func daemonPush(ctx context.Context, c *cli.Context, l *loaded, h *ra.Health, o 
 	o.check, o.recursive, o.blocked = true, true, guard
 	out, err := runCycle(ctx, c, l, st, o)
 	h.Role, h.RoleWhy, h.IPHolder = "standby", out.gate.Reason, out.gate.IPHolder
+	h.PacemakerSeen = out.gate.PacemakerPresent
 	if out.gate.Active {
 		h.Role = "active"
 	}
 	h.Conflicts, h.Stranded = 0, 0
 	_ = st.Conflicts(func(state.Conflict) error { h.Conflicts++; return nil })
 	_ = st.StrandedList(func(state.Stranded) error { h.Stranded++; return nil })
+	publishAttributes(ctx, st, h)
 	if err != nil {
 		return out.res, err
 	}
@@ -220,6 +239,15 @@ func reconcileGuarded(ctx context.Context, c *cli.Context, l *loaded, st *state.
 			continue
 		}
 		log.Info("failover guard: reconciled", "peer", peer, "push", len(r.Push), "stranded", len(r.Stranded), "conflicts", len(r.Conflicts))
+		if policy == engine.StrandedPull {
+			for _, p := range r.Stranded {
+				if err := takeRemote(ctx, l, st, peer, p); err != nil {
+					log.Warn("stranded pull failed; the change stays recorded", "peer", peer, "path", p, "err", err)
+					continue
+				}
+				_ = st.DeleteStranded(peer, p)
+			}
+		}
 		if len(r.Stranded) > 0 {
 			notify(ctx, c, l, ha.EventStranded, peer, fmt.Sprintf("%d stranded change(s), first: %s", len(r.Stranded), r.Stranded[0]))
 		}
@@ -234,4 +262,40 @@ func reconcileGuarded(ctx context.Context, c *cli.Context, l *loaded, st *state.
 			log.Error("save failover guard", "err", err)
 		}
 	}
+}
+
+// publishAttributes keeps csync-pending and csync-conflicts current as
+// transient node attributes, so `crm_mon -A` shows them. Without Pacemaker
+// it does nothing.
+func publishAttributes(ctx context.Context, st *state.Store, h *ra.Health) {
+	if !h.PacemakerSeen {
+		return
+	}
+	pending := 0
+	if peers, err := st.DirtyPeers(); err == nil {
+		for _, p := range peers {
+			n, _ := st.DirtyCount(p)
+			pending += n
+		}
+	}
+	pcmk := ha.NewCLI()
+	for name, v := range map[string]int{"csync-pending": pending, "csync-conflicts": h.Conflicts} {
+		if err := pcmk.SetNodeAttribute(ctx, "", name, strconv.Itoa(v), ha.Reboot); err != nil {
+			logger(ctx).Debug("publish node attribute", "name", name, "err", err)
+		}
+	}
+}
+
+// parentsOf lists the directories holding paths: their mtimes changed too.
+func parentsOf(paths []string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, p := range paths {
+		d := filepath.Dir(p)
+		if !seen[d] {
+			seen[d] = true
+			out = append(out, d)
+		}
+	}
+	return out
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 
@@ -65,49 +66,7 @@ func resolveCommand(env Env) *cli.Command {
 			}
 			opts := scan.Options{Ignore: l.cfg.Ignore, Logger: logger(ctx)}
 			if c.Bool("keep-remote") {
-				f, err := engine.Fetch(ctx, engine.CompareOptions{View: l.view, Store: st,
-					Connect: engine.SSHConnector(l.cfg, l.path, logger(ctx)), Ignore: l.cfg.Ignore, Log: logger(ctx)},
-					peer, path, maxResolveFetch)
-				if err != nil {
-					return fmt.Errorf("fetch %s from %s: %w", engine.DisplayPath(path), peer, err)
-				}
-				t := apply.New(apply.Options{Ignore: l.cfg.Ignore, TempDir: l.cfg.Tempdir, Logger: logger(ctx)})
-				switch {
-				case !f.Exists:
-					err = t.Delete(path)
-				case f.Record.Kind == state.KindReg:
-					if err = t.MkdirParents(path); err == nil {
-						err = t.WriteFile(path, f.Record, func(w io.Writer) error {
-							_, err := io.Copy(w, bytes.NewReader(f.Content))
-							return err
-						})
-					}
-				case f.Record.Kind == state.KindSymlink:
-					err = t.Symlink(path, f.Record)
-				case f.Record.Kind == state.KindDir:
-					err = t.Mkdir(path, f.Record)
-				default:
-					err = t.Special(path, f.Record)
-				}
-				if err != nil {
-					return fmt.Errorf("take %s's version of %s: %w", peer, engine.DisplayPath(path), err)
-				}
-				// Both sides now agree; the check below marks it for the others.
-				b := st.NewBatch()
-				if f.Exists {
-					b.PutBase(peer, path, &f.Record)
-				} else {
-					b.DeleteBase(peer, path)
-				}
-				if err := b.CommitDurable(); err != nil {
-					return err
-				}
-				if _, err := scan.Check(ctx, st, l.view, []string{path}, false, opts); err != nil {
-					return err
-				}
-				b = st.NewBatch()
-				b.ClearDirty(peer, path)
-				if err := b.CommitDurable(); err != nil {
+				if err := takeRemote(ctx, l, st, peer, path); err != nil {
 					return err
 				}
 			} else {
@@ -133,4 +92,53 @@ func resolveCommand(env Env) *cli.Command {
 			return nil
 		},
 	}
+}
+
+// takeRemote copies the peer's version of path here, records that both
+// sides agree on it, and marks it for the other peers.
+func takeRemote(ctx context.Context, l *loaded, st *state.Store, peer, path string) error {
+	log := logger(ctx)
+	f, err := engine.Fetch(ctx, engine.CompareOptions{View: l.view, Store: st,
+		Connect: engine.SSHConnector(l.cfg, l.path, log), Ignore: l.cfg.Ignore, Log: log},
+		peer, path, maxResolveFetch)
+	if err != nil {
+		return fmt.Errorf("fetch %s from %s: %w", engine.DisplayPath(path), peer, err)
+	}
+	t := apply.New(apply.Options{Ignore: l.cfg.Ignore, TempDir: l.cfg.Tempdir, Logger: log})
+	switch {
+	case !f.Exists:
+		err = t.Delete(path)
+	case f.Record.Kind == state.KindReg:
+		if err = t.MkdirParents(path); err == nil {
+			err = t.WriteFile(path, f.Record, func(w io.Writer) error {
+				_, err := io.Copy(w, bytes.NewReader(f.Content))
+				return err
+			})
+		}
+	case f.Record.Kind == state.KindSymlink:
+		err = t.Symlink(path, f.Record)
+	case f.Record.Kind == state.KindDir:
+		err = t.Mkdir(path, f.Record)
+	default:
+		err = t.Special(path, f.Record)
+	}
+	if err != nil {
+		return fmt.Errorf("take %s's version of %s: %w", peer, engine.DisplayPath(path), err)
+	}
+	b := st.NewBatch()
+	if f.Exists {
+		b.PutBase(peer, path, &f.Record)
+	} else {
+		b.DeleteBase(peer, path)
+	}
+	if err := b.CommitDurable(); err != nil {
+		return err
+	}
+	// The check marks the new version dirty for every peer; this one has it.
+	if _, err := scan.Check(ctx, st, l.view, []string{path}, false, scan.Options{Ignore: l.cfg.Ignore, Logger: log}); err != nil {
+		return err
+	}
+	b = st.NewBatch()
+	b.ClearDirty(peer, path)
+	return b.CommitDurable()
 }

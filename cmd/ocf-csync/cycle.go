@@ -72,6 +72,7 @@ type cycle struct {
 	progress  io.Writer
 	warn      io.Writer // check warnings; nil logs them
 	blocked   map[string]string
+	parents   []string // directories to check without recursion (watch hints)
 	mark      *state.Handoff
 	handoff   *state.Handoff
 }
@@ -109,6 +110,13 @@ func runCycle(ctx context.Context, c *cli.Context, l *loaded, st *state.Store, o
 		}
 		log.Debug("check done", "scanned", res.Scanned, "dirtied", res.Dirtied)
 	}
+	if len(o.parents) > 0 && !o.dry {
+		if _, err := scan.Check(ctx, st, l.view, o.parents, false, scan.Options{
+			Ignore: l.cfg.Ignore, Logger: log.With("component", "scan"),
+		}); err != nil {
+			return out, err
+		}
+	}
 	if out.gate.Gated {
 		if out.gate, err = gate.Active(ctx); !out.gate.Active {
 			log.Info("no longer the active node: nothing pushed", "reason", out.gate.Reason, "err", err)
@@ -117,7 +125,7 @@ func runCycle(ctx context.Context, c *cli.Context, l *loaded, st *state.Store, o
 	}
 	out.res, err = engine.Push(ctx, engine.Options{
 		View: l.view, Store: st, Connect: engine.SSHConnector(l.cfg, l.path, log),
-		Peers: o.peers, Groups: o.groups, Paths: o.paths,
+		Peers: o.peers, Groups: o.groups, Paths: append(o.paths, o.parents...),
 		Recursive: o.recursive, DryRun: o.dry, Log: log, Progress: o.progress,
 		Blocked: o.blocked, Mark: o.mark, Handoff: o.handoff,
 	})
