@@ -47,7 +47,8 @@ type haEnv struct {
 }
 
 type haOpts struct {
-	rescan int // seconds, the mirror's rescan_interval
+	rescan  int  // seconds, the mirror's rescan_interval
+	noWatch bool // ha { watch no; }: only cycles (rescan, signal, stop) push
 }
 
 // newHA starts the cluster, configures ocf-csync on both nodes and the group
@@ -60,7 +61,7 @@ func newHA(t *testing.T, o haOpts) *haEnv {
 	e := &haEnv{t: t, c: c, vip: c.SubnetPrefix() + ".100"}
 	key := groupKey(6)
 	for _, n := range c.Nodes() {
-		e.write(n, haCfg, e.configText(), 0o644)
+		e.write(n, haCfg, e.configText(o), 0o644)
 		e.write(n, haKey, key+"\n", 0o600)
 		e.write(n, haNotify, "#!/bin/sh\necho \"$EVENT node=$NODE peer=$PEER detail=$DETAIL\" >>"+haNotifyLog+"\n", 0o755)
 		e.write(n, haData+"/base.txt", "base\n", 0o644)
@@ -73,7 +74,11 @@ func newHA(t *testing.T, o haOpts) *haEnv {
 // configText is the config both nodes read: one group of both nodes over
 // /srv/ocf-csync, the cluster IP in the ha block (so that the CLI on a
 // standby gates like the daemon), and the notify hook.
-func (e *haEnv) configText() string {
+func (e *haEnv) configText(o haOpts) string {
+	watch := "yes"
+	if o.noWatch {
+		watch = "no"
+	}
 	return fmt.Sprintf(`# written by the ocf-csync HA acceptance tests
 group data {
 	host node1 node2;
@@ -91,8 +96,9 @@ ssh {
 ha {
 	cluster-ip %s;
 	notify "%s";
+	watch %s;
 }
-`, haKey, haData, pcmk.ClientKey, pcmk.KnownHosts, binary, e.vip, haNotify)
+`, haKey, haData, pcmk.ClientKey, pcmk.KnownHosts, binary, e.vip, haNotify, watch)
 }
 
 func (e *haEnv) groupXML(o haOpts) string {
@@ -126,6 +132,7 @@ func (e *haEnv) groupXML(o haOpts) string {
 // restores what was there in cleanup. Register it before the cluster, so
 // the cluster closes first.
 func installAgent(t *testing.T) {
+	lockAgentLink(t)
 	t.Helper()
 	link := filepath.Join(haAgentDir, "mirror")
 	old, err := os.Readlink(link)
@@ -142,6 +149,11 @@ func installAgent(t *testing.T) {
 		t.Cleanup(func() { os.Remove(link) })
 	default:
 		t.Skipf("%s exists and is not a link (%v); not replacing it", link, err)
+	}
+	// pacemaker-controld reads the meta-data as hacluster: the binary's
+	// directory (a 0700 temp dir by default) must be searchable.
+	if err := os.Chmod(filepath.Dir(binary), 0o755); err != nil {
+		t.Fatal(err)
 	}
 	tmp := link + ".ha-test"
 	os.Remove(tmp)
@@ -403,6 +415,40 @@ func (e *haEnv) lastOpTime(n *pcmk.Node, rsc, op string) time.Duration {
 	return ts[len(ts)-1]
 }
 
+// logLines returns the lines of n's pacemaker.log that contain any of
+// subs, joined for a test log.
+func (e *haEnv) logLines(n *pcmk.Node, subs ...string) string {
+	b, _ := os.ReadFile(n.LogPath(pcmk.PacemakerLog))
+	var out []string
+	for _, l := range strings.Split(string(b), "\n") {
+		for _, s := range subs {
+			if strings.Contains(l, s) {
+				out = append(out, "\n\t"+strings.TrimSpace(l))
+				break
+			}
+		}
+	}
+	return strings.Join(out, "")
+}
+
+// finalSyncRe matches the daemon's "final sync done … took=590ms" line.
+var finalSyncRe = regexp.MustCompile(`final sync done .*took=([0-9.]+(?:ms|s|µs))`)
+
+// finalSyncTook is the duration of n's last final sync per its log.
+func (e *haEnv) finalSyncTook(n *pcmk.Node) time.Duration {
+	e.t.Helper()
+	b, _ := os.ReadFile(n.LogPath(pcmk.PacemakerLog))
+	m := finalSyncRe.FindAllStringSubmatch(string(b), -1)
+	if len(m) == 0 {
+		e.t.Fatalf("no \"final sync done\" line in %s's pacemaker.log", n.Name)
+	}
+	d, err := time.ParseDuration(m[len(m)-1][1])
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return d
+}
+
 // agentRC runs one action of the mirror through Pacemaker's executor on n,
 // with the CIB's parameters, and returns its exit code.
 func (e *haEnv) agentRC(n *pcmk.Node, op string) (int, haResult) {
@@ -470,8 +516,9 @@ func TestHAOnlyActivePushes(t *testing.T) {
 // TestHASwitchover: a clean move runs the final sync on stop; the new
 // active node starts with a higher epoch.
 func TestHASwitchover(t *testing.T) {
-	// rescan 600: only the final sync (or a signal) can carry a change.
-	e := newHA(t, haOpts{rescan: 600})
+	// No watch, rescan 600: only the final sync (or a signal) can carry a
+	// change.
+	e := newHA(t, haOpts{rescan: 600, noWatch: true})
 	old := e.waitGroup(e.c.Node(1), "")
 	nw := e.other(old)
 	before := e.waitDaemonSynced(old)
@@ -492,6 +539,9 @@ func TestHASwitchover(t *testing.T) {
 	t.Logf("switchover %s -> %s: group Started on %s after %v; mirror stop took %v (final sync with 1 file pending)",
 		old.Name, nw.Name, nw.Name, moved.Round(time.Millisecond), stop)
 
+	if fs := e.finalSyncTook(old); stop > fs+time.Second {
+		t.Errorf("the stop took %v, more than its final sync (%v) plus 1 s", stop, fs)
+	}
 	if got, _ := e.read(nw, haData+"/last-minute.txt"); got != "written just before the move\n" {
 		t.Errorf("last-minute.txt on %s after the move is %q: the final sync on stop did not carry it", nw.Name, got)
 	}
@@ -511,6 +561,17 @@ func TestHASwitchover(t *testing.T) {
 	if s := e.status(old); s.Role != "standby" {
 		t.Errorf("status on %s after the move: role %q, want standby", old.Name, s.Role)
 	}
+	// The clean handoff: the new active node starts unguarded.
+	for _, p := range after.Peers {
+		if p.Blocked {
+			t.Errorf("after a clean switchover %s blocks %s (failover guard):\n%s", nw.Name, p.Name, after.Raw)
+		}
+	}
+	if n := e.notifications(nw); strings.Contains(n, "takeover-unclean") {
+		t.Errorf("after a clean switchover %s notified an unclean takeover:\n%s", nw.Name, n)
+	}
+	t.Logf("%s's log of the takeover: %s", nw.Name, e.logLines(nw, "takeover"))
+	t.Logf("%s's log of the stop: %s", old.Name, e.logLines(old, "final sync done", "stopped"))
 
 	// The cron path on the new active node: `sync` signals the daemon,
 	// whose rescan interval (600 s) would not come round.
@@ -522,25 +583,35 @@ func TestHASwitchover(t *testing.T) {
 	t.Logf("after `ocf-csync sync` (SIGUSR1 to the daemon) a new file reached %s in %v", old.Name, d.Round(time.Millisecond))
 }
 
-// TestHAStopPeerUnreachable: the final sync with nothing pending is fast,
-// and a stop whose peer is cut off still succeeds within its timeout.
+// TestHAStopPeerUnreachable: the final sync with nothing pending is
+// measured, and a stop whose peer is cut off still succeeds within its
+// timeout and is notified.
 func TestHAStopPeerUnreachable(t *testing.T) {
 	e := newHA(t, haOpts{rescan: 2})
 	a := e.waitGroup(e.c.Node(1), "")
-	b := e.other(a)
 	e.waitDaemonSynced(a)
-	e.waitFile(b, haData+"/base.txt", "base\n", 10*time.Second)
+	e.waitFile(e.other(a), haData+"/base.txt", "base\n", 10*time.Second)
 
-	// Nothing pending: the stop's final sync is the budgeted case.
-	time.Sleep(3 * time.Second) // let a periodic cycle run with nothing to do
-	e.standby(a, a, true)
-	e.waitGroup(a, a.Name)
-	clean := e.lastOpTime(a, "mirror", "stop")
-	t.Logf("stop of mirror on %s with nothing pending (final sync included): %v (budget < 1 s, DESIGN §11)", a.Name, clean)
-	if clean >= time.Second {
-		t.Errorf("stop with nothing pending took %v, budget < 1 s", clean)
+	// Nothing pending: the stop's final sync is the budgeted case. Three
+	// clean moves; reported, not asserted (no test fails on an absolute
+	// time).
+	var stops, syncs []string
+	for range 3 {
+		time.Sleep(3 * time.Second) // a periodic cycle with nothing to do
+		e.standby(a, a, true)
+		nb := e.waitGroup(a, a.Name)
+		stops = append(stops, e.lastOpTime(a, "mirror", "stop").String())
+		syncs = append(syncs, e.finalSyncTook(a).String())
+		if fs := e.crmFailures(nb); len(fs) > 0 {
+			t.Errorf("crm_mon shows failed actions after a clean move: %v", fs)
+		}
+		e.standby(a, a, false)
+		e.waitDaemonSynced(nb)
+		a = nb
 	}
-	e.standby(a, a, false)
+	t.Logf("stop of mirror with nothing pending, 3 moves: op %s; final sync %s (budget < 1 s, DESIGN §11)",
+		strings.Join(stops, ", "), strings.Join(syncs, ", "))
+	b, a := a, e.other(a)
 
 	// Cut a off, then move the group away from b in b's partition.
 	e.waitDaemonSynced(b)
@@ -572,28 +643,31 @@ func TestHAStopPeerUnreachable(t *testing.T) {
 	if fs := e.crmFailures(b); len(fs) > 0 {
 		t.Errorf("crm_mon on %s shows failed actions after a stop with the peer cut off: %v", b.Name, fs)
 	}
-	if stop >= haStopTO {
-		t.Errorf("stop took %v, not within the stop timeout %v", stop, haStopTO)
-	}
+	t.Logf("%s's log of the stop: %s", b.Name, e.logLines(b, "final sync", "push failed", "stopped"))
+	// A stop past its timeout would show above as a failed stop.
 	if n := e.notifications(b); !strings.Contains(n, "final-sync-incomplete") && !strings.Contains(n, "peer-unreachable") {
-		t.Logf("note: no final-sync-incomplete or peer-unreachable notification on %s; notify log:\n%s", b.Name, n)
+		t.Errorf("a final sync that could not reach %s was not notified (want final-sync-incomplete or peer-unreachable); notify log on %s:\n%s", a.Name, b.Name, n)
 	}
 }
 
-// TestHACrashFailover: kill -9 of the active node's stack and daemon; the
-// survivor takes over, and the crashed node's unsynced change survives.
+// TestHACrashFailover: kill -9 of the active node's corosync, pacemakerd
+// and daemon. The survivor takes over guarded; the crashed node's unsynced
+// change is kept as a stranded change (status, monitor, notify), not
+// overwritten; resolve --keep-remote pulls it in and both nodes agree.
 func TestHACrashFailover(t *testing.T) {
-	e := newHA(t, haOpts{rescan: 600})
+	e := newHA(t, haOpts{rescan: 600, noWatch: true})
 	a := e.waitGroup(e.c.Node(1), "")
 	b := e.other(a)
 	sa := e.waitDaemonSynced(a)
 	e.waitFile(b, haData+"/base.txt", "base\n", 10*time.Second)
 
-	// A change on a that no cycle carries (rescan 600 s).
-	e.write(a, haData+"/base.txt", "stranded change on the crashed node\n", 0o644)
+	e.logDirTimes("before the crash")
+	// A change on a that no cycle carries (no watch, rescan 600 s).
+	const stranded = "stranded change on the crashed node\n"
+	e.write(a, haData+"/base.txt", stranded, 0o644)
 
-	// The crash: the daemon, corosync and pacemakerd get SIGKILL; what a
-	// reboot would clear (the VIP, /run) is cleared, sshd stays.
+	// The crash: SIGKILL to the daemon, corosync and pacemakerd; sshd goes
+	// too, and what a reboot clears (the VIP, /run) is cleared.
 	if sa.DaemonPid <= 0 {
 		t.Fatalf("no daemon pid in status of %s:\n%s", a.Name, sa.Raw)
 	}
@@ -604,20 +678,39 @@ func TestHACrashFailover(t *testing.T) {
 	if err := a.Crash(); err != nil {
 		t.Fatal(err)
 	}
+	if err := a.StopSSHD(); err != nil {
+		t.Fatal(err)
+	}
 	if r := e.run(a, "sh", "-c", "ip addr del "+e.vip+"/24 dev eth0; rm -f /run/resource-agents/*"); r.code != 0 {
 		t.Fatalf("clear what a reboot clears on %s:\n%s", a.Name, r)
 	}
 	e.waitGroup(b, a.Name)
 	t.Logf("crash of %s: group Started on %s %v after the kill", a.Name, b.Name, time.Since(t0).Round(time.Millisecond))
+
+	// Guarded takeover: a is blocked, the hook heard of it.
 	sb := e.waitDaemonSynced(b)
 	if sb.Role != "active" || sb.Epoch <= sa.Epoch {
 		t.Errorf("status on %s after the takeover: role %q epoch %d, want active and > %d\n%s", b.Name, sb.Role, sb.Epoch, sa.Epoch, sb.Raw)
 	}
+	if !e.peerBlocked(sb, a.Name) {
+		t.Errorf("status on %s after an unclean takeover does not show %s blocked:\n%s", b.Name, a.Name, sb.Raw)
+	}
+	if n := e.notifications(b); !strings.Contains(n, "takeover-unclean") {
+		t.Errorf("notify hook on %s did not get takeover-unclean; log:\n%s", b.Name, n)
+	}
+	t.Logf("%s's log of the takeover: %s", b.Name, e.logLines(b, "takeover", "failover guard"))
+
+	// A change on the survivor while a is down.
+	const survivor = "new on the survivor\n"
+	e.write(b, haData+"/after-takeover.txt", survivor, 0o644)
 
 	// a's processes return; the group stays on b (stickiness).
 	ctx, cancel := context.WithTimeout(context.Background(), haWait)
 	defer cancel()
 	t1 := time.Now()
+	if err := a.StartSSHD(ctx); err != nil {
+		t.Fatal(err)
+	}
 	if err := a.StartStack(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -629,58 +722,101 @@ func TestHACrashFailover(t *testing.T) {
 	}
 	t.Logf("%s rejoined in %v", a.Name, time.Since(t1).Round(time.Millisecond))
 
-	// b syncs (signalled) and must not overwrite a's stranded change.
+	e.logDirTimes("after the rejoin")
+	// The next cycle (asked for, as cron would) reconciles with a.
 	if r := e.csync(b, "sync"); r.code != 0 {
-		t.Logf("sync on %s after the rejoin exited %d (a conflict or a blocked peer is fine here):\n%s", b.Name, r.code, r)
+		t.Errorf("sync on %s after the rejoin:\n%s", b.Name, r)
 	}
-	e.write(b, haData+"/after-takeover.txt", "new on the survivor\n", 0o644)
-	time.Sleep(3 * time.Second)
-	if got, _ := e.read(a, haData+"/base.txt"); got != "stranded change on the crashed node\n" {
+	deadline := time.Now().Add(20 * time.Second)
+	var s haStatus
+	for {
+		s = e.status(b)
+		if len(s.Stranded) > 0 && !e.peerBlocked(s, a.Name) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("20 s after %s rejoined, status on %s shows no stranded change (or still blocks it):\n%s\nlog:%s",
+				a.Name, b.Name, s.Raw, e.logLines(b, "failover guard", "push failed"))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if !strings.Contains(strings.Join(s.Stranded, "\n"), "base.txt") {
+		t.Errorf("stranded changes on %s do not name base.txt:\n%s", b.Name, s.Raw)
+	}
+	if got, _ := e.read(a, haData+"/base.txt"); got != stranded {
 		t.Errorf("base.txt on %s is %q: its stranded change was overwritten", a.Name, got)
 	}
-	if got, _ := e.read(b, haData+"/base.txt"); got != "base\n" {
-		t.Logf("base.txt on %s is %q (pulled in)", b.Name, got)
+	e.waitFile(a, haData+"/after-takeover.txt", survivor, 10*time.Second)
+	if rc, r := e.agentRC(b, "force-check"); rc != 190 {
+		t.Errorf("monitor on %s with a stranded change = %d, want 190 (degraded)\n%s", b.Name, rc, r)
 	}
-	t.Logf("status on %s after the rejoin:\n%s", b.Name, e.status(b).Raw)
+	if n := e.notifications(b); !strings.Contains(n, "stranded") {
+		t.Errorf("notify hook on %s did not get stranded; log:\n%s", b.Name, n)
+	}
+	t.Logf("%s's log of the reconciliation: %s", b.Name, e.logLines(b, "failover guard"))
+	t.Logf("notify log on %s:\n%s", b.Name, e.notifications(b))
 
-	t.Run("guard", func(t *testing.T) { e.checkGuard(t, a, b) })
-}
-
-// checkGuard checks the failover guard's view after the crash of a: a is
-// blocked, its change is stranded, monitor is degraded, notify got
-// "stranded"; `unblock` lets b push again.
-func (e *haEnv) checkGuard(t *testing.T, a, b *pcmk.Node) {
-	if r := e.csync(b, "unblock", "--help"); r.code != 0 {
-		t.Skipf("ocf-csync has no unblock command yet (failover guard not built):\n%s", r)
+	// The admin takes a's version; then both nodes agree.
+	if r := e.csync(b, "resolve", "--keep-remote", haData+"/base.txt"); r.code != 0 {
+		t.Fatalf("resolve --keep-remote on %s:\n%s", b.Name, r)
 	}
-	s := e.status(b)
-	blocked := false
-	for _, p := range s.Peers {
-		blocked = blocked || (p.Name == a.Name && p.Blocked)
-	}
-	stranded := strings.Contains(strings.Join(s.Stranded, "\n"), "base.txt")
-	if !blocked && !stranded {
-		t.Errorf("status on %s shows %s neither blocked nor base.txt stranded:\n%s", b.Name, a.Name, s.Raw)
-	}
-	if stranded {
-		if rc, r := e.agentRC(b, "force-check"); rc != 190 {
-			t.Errorf("monitor on %s with a stranded change = %d, want 190 (degraded)\n%s", b.Name, rc, r)
-		}
-		if n := e.notifications(b); !strings.Contains(n, "stranded") {
-			t.Errorf("notify hook on %s did not get \"stranded\"; log:\n%s", b.Name, n)
-		}
-	}
-	if _, ok := e.read(a, haData+"/after-takeover.txt"); ok && blocked {
-		t.Errorf("after-takeover.txt reached %s while status shows it blocked", a.Name)
-	}
-	if r := e.csync(b, "unblock", a.Name); r.code != 0 {
-		t.Fatalf("unblock %s on %s:\n%s", a.Name, b.Name, r)
+	if got, _ := e.read(b, haData+"/base.txt"); got != stranded {
+		t.Errorf("base.txt on %s after resolve --keep-remote is %q, want %s's version", b.Name, got, a.Name)
 	}
 	if r := e.csync(b, "sync"); r.code != 0 {
-		t.Logf("sync after unblock:\n%s", r)
+		t.Errorf("sync on %s after resolve:\n%s", b.Name, r)
 	}
-	e.waitFile(a, haData+"/after-takeover.txt", "new on the survivor\n", 15*time.Second)
-	if got, _ := e.read(a, haData+"/base.txt"); got != "stranded change on the crashed node\n" {
-		t.Errorf("base.txt on %s is %q after unblock: the stranded change was overwritten", a.Name, got)
+	time.Sleep(time.Second)
+	for _, n := range e.c.Nodes() {
+		for _, f := range []struct{ name, want string }{{"base.txt", stranded}, {"after-takeover.txt", survivor}} {
+			if got, _ := e.read(n, haData+"/"+f.name); got != f.want {
+				t.Errorf("%s on %s after resolve is %q, want %q", f.name, n.Name, got, f.want)
+			}
+		}
 	}
+	if s := e.status(b); len(s.Stranded) > 0 || len(s.Conflicts) > 0 {
+		t.Errorf("status on %s after resolve still shows stranded changes or conflicts:\n%s", b.Name, s.Raw)
+	}
+	if rc, r := e.agentRC(b, "force-check"); rc != 0 {
+		t.Errorf("monitor on %s after resolve = %d, want 0\n%s", b.Name, rc, r)
+	}
+}
+
+// logDirTimes logs the data root's mtime on every node.
+func (e *haEnv) logDirTimes(when string) {
+	var parts []string
+	for _, n := range e.c.Nodes() {
+		fi, err := os.Stat(n.Path(haData))
+		if err != nil {
+			parts = append(parts, n.Name+": "+err.Error())
+			continue
+		}
+		parts = append(parts, fmt.Sprintf("%s %s", n.Name, fi.ModTime().Format("15:04:05.000000000")))
+	}
+	e.t.Logf("%s mtime %s: %s", haData, when, strings.Join(parts, ", "))
+}
+
+func (e *haEnv) peerBlocked(s haStatus, peer string) bool {
+	for _, p := range s.Peers {
+		if p.Name == peer && p.Blocked {
+			return true
+		}
+	}
+	return false
+}
+
+// lockAgentLink serializes the test packages that install the agent at
+// /usr/lib/ocf/resource.d/csync/mirror (go test runs packages in
+// parallel); the lock is released when the test ends.
+func lockAgentLink(t *testing.T) {
+	t.Helper()
+	f, err := os.OpenFile("/run/ocf-csync-agent-link.lock", os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		t.Fatalf("open agent link lock: %v", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		t.Fatalf("lock agent link: %v", err)
+	}
+	t.Cleanup(func() { f.Close() })
 }

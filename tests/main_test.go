@@ -32,6 +32,10 @@ func testMain(m *testing.M) int {
 	if binary == "" {
 		// /tmp is shared with every node; the per-node directories are not.
 		dir, err := os.MkdirTemp("/tmp", "ocf-csync-tests-bin-")
+		if err == nil {
+			// Pacemaker reads the agent's meta-data as hacluster.
+			err = os.Chmod(dir, 0o755)
+		}
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "tests: create build dir: %v\n", err)
 			return 1

@@ -79,9 +79,13 @@ func runDaemon(env Env, c *cli.Context) error {
 	if s := c.Int("rescan-interval"); s > 0 {
 		interval = time.Duration(s) * time.Second
 	}
+	if err := saveAgentHA(c, l); err != nil {
+		log.Warn("record the agent's ha parameters for the CLI", "err", err)
+	}
 	h.State = ra.StateRunning
 	report()
 	log.Info("running", "node", l.view.Name, "epoch", h.Epoch, "rescan", interval)
+	notify(ctx, c, l, ha.EventStart, "", fmt.Sprintf("daemon started at epoch %d", h.Epoch))
 
 	epoch := c.Uint64("epoch")
 	skipFirst := false
@@ -93,14 +97,14 @@ func runDaemon(env Env, c *cli.Context) error {
 		}
 	}
 	first := true
-	run := func(ctx context.Context, o cycle) {
+	run := func(ctx context.Context, o cycle) engine.Result {
 		if first && epoch > 0 {
 			o.mark = &state.Handoff{Epoch: epoch, From: l.view.Name, UpToNs: time.Now().UnixNano()}
 		}
 		if first && skipFirst {
 			first = false
 			log.Info("failover-policy skip-first: first sync after takeover skipped")
-			return
+			return engine.Result{}
 		}
 		first = false
 		res, err := daemonPush(ctx, c, l, &h, o)
@@ -120,6 +124,7 @@ func runDaemon(env Env, c *cli.Context) error {
 			if p.Err != nil {
 				if ph.FailingSince.IsZero() {
 					ph.FailingSince = now
+					notify(ctx, c, l, ha.EventPeerUnreachable, p.Peer, p.Err.Error())
 				}
 				ph.Error = p.Err.Error()
 				log.Warn("push failed", "peer", p.Peer, "err", p.Err)
@@ -128,6 +133,7 @@ func runDaemon(env Env, c *cli.Context) error {
 			}
 		}
 		report()
+		return res
 	}
 	var changes <-chan []string
 	if haConfig(c, l).Watch {
@@ -170,8 +176,31 @@ func runDaemon(env Env, c *cli.Context) error {
 	fctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
 	defer cancel()
 	begin := time.Now()
-	run(fctx, cycle{handoff: &state.Handoff{Epoch: epoch, From: l.view.Name, Clean: true, UpToNs: time.Now().UnixNano()}})
+	res := run(fctx, cycle{handoff: &state.Handoff{Epoch: epoch, From: l.view.Name, Clean: true, UpToNs: time.Now().UnixNano()}})
 	log.Info("final sync done", "took", time.Since(begin).Round(time.Millisecond), "err", h.LastError)
+	// A peer the final sync did not bring fully up to date has no handoff:
+	// its next takeover is guarded. Say so now (never fail the stop).
+	handedOff := map[string]bool{}
+	for _, p := range res.Peers {
+		handedOff[p.Peer] = p.HandedOff
+	}
+	for _, p := range engine.AllPeers(l.view) {
+		if handedOff[p] {
+			continue
+		}
+		why := "the final sync did not reach it"
+		if h.Role != "active" {
+			why = "the final sync was skipped: " + h.RoleWhy
+		}
+		for _, r := range res.Peers {
+			if r.Peer == p && r.Err != nil {
+				why = r.Err.Error()
+			}
+		}
+		log.Warn("no clean handoff; the next takeover will be guarded", "peer", p, "why", why)
+		notify(fctx, c, l, ha.EventFinalSyncIncomplete, p, why)
+	}
+	defer notify(context.WithoutCancel(ctx), c, l, ha.EventStop, "", fmt.Sprintf("daemon stopped at epoch %d", epoch))
 	h.State = ra.StateStopped
 	report()
 	return nil

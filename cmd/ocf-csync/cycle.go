@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -21,19 +22,52 @@ import (
 // errOverlap: the previous sync run is still going (cron fallback, exit 75).
 var errOverlap = errors.New("the previous sync run is still going")
 
-// haConfig is the config's ha block with the agent's OCF overrides, which
-// the daemon receives as flags.
+// haConfig is the config's ha block with the agent's OCF overrides: the
+// daemon receives them as flags and records them in the state dir, so that
+// `ocf-csync sync` from cron on a standby gates the same way even when the
+// cluster IP is only an OCF parameter.
 func haConfig(c *cli.Context, l *loaded) config.HA {
 	h := l.cfg.HA
+	saved := map[string]string{}
+	if data, err := os.ReadFile(agentHAPath(stateDir(c, l.path))); err == nil {
+		_ = json.Unmarshal(data, &saved)
+	}
 	for name, dst := range map[string]*string{
 		"cluster-ip": &h.ClusterIP, "ip-resource": &h.IPResource,
 		"failover-policy": &h.FailoverPolicy, "stranded": &h.Stranded, "notify": &h.Notify,
 	} {
 		if v := c.String(name); v != "" {
 			*dst = v
+		} else if v := saved[name]; v != "" {
+			*dst = v
 		}
 	}
 	return h
+}
+
+func agentHAPath(dir string) string { return filepath.Join(dir, "agent-ha.json") }
+
+// saveAgentHA records the daemon's OCF overrides for later CLI runs.
+func saveAgentHA(c *cli.Context, l *loaded) error {
+	saved := map[string]string{}
+	for _, name := range []string{"cluster-ip", "ip-resource", "failover-policy", "stranded", "notify"} {
+		if v := c.String(name); v != "" {
+			saved[name] = v
+		}
+	}
+	dir := stateDir(c, l.path)
+	if len(saved) == 0 {
+		err := os.Remove(agentHAPath(dir))
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	data, _ := json.Marshal(saved)
+	return os.WriteFile(agentHAPath(dir), data, 0o600)
 }
 
 // runLock keeps two sync runs of one config from overlapping. It never

@@ -285,6 +285,7 @@ func testPacemaker(t *testing.T, bin string) {
 // installAgentLink points link at bin, creating its directory if needed,
 // and undoes exactly that at cleanup.
 func installAgentLink(t *testing.T, link, bin string) {
+	lockAgentLink(t)
 	t.Helper()
 	old, err := os.Readlink(link)
 	switch {
@@ -327,4 +328,20 @@ ssh {
 	connect-timeout 2;
 }
 `, dir)
+}
+
+// lockAgentLink serializes the test packages that install the agent at
+// /usr/lib/ocf/resource.d/csync/mirror (go test runs packages in
+// parallel); the lock is released when the test ends.
+func lockAgentLink(t *testing.T) {
+	t.Helper()
+	f, err := os.OpenFile("/run/ocf-csync-agent-link.lock", os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		t.Fatalf("open agent link lock: %v", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		t.Fatalf("lock agent link: %v", err)
+	}
+	t.Cleanup(func() { f.Close() })
 }

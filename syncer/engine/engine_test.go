@@ -353,3 +353,26 @@ func TestReconcileSortsDifferences(t *testing.T) {
 		t.Errorf("conflicting change overwritten: %q", got)
 	}
 }
+
+func TestReconcileDirectoryMtimeIsNoConflict(t *testing.T) {
+	nodes := setup(t, "a", "b")
+	a, b := nodes["a"], nodes["b"]
+	write(t, filepath.Join(a.root, "d/f"), "v1")
+	if err := a.sync(t, nodes, Options{}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	// b edits d/f in place (d's mtime stays); a adds a file to d.
+	write(t, filepath.Join(b.root, "d/f"), "b's edit")
+	write(t, filepath.Join(a.root, "d/new"), "a's new file")
+	ctx := context.Background()
+	if _, err := scan.Check(ctx, a.st, a.view, nil, true, scan.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := Reconcile(ctx, CompareOptions{View: a.view, Connect: connector(nodes)}, a.st, "b", StrandedKeep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Conflicts) != 0 || len(r.Stranded) != 1 {
+		t.Fatalf("conflicts %q, stranded %q; want no conflict and d/f stranded", r.Conflicts, r.Stranded)
+	}
+}

@@ -996,6 +996,9 @@ func (s *sender) onAck(a *proto.Ack) {
 	}
 }
 
+// AllPeers lists every peer this node pushes to, sorted.
+func AllPeers(view *config.NodeView) []string { return unionPeers(nil, view) }
+
 // unionPeers adds every peer of the node's groups to peers.
 func unionPeers(peers []string, view *config.NodeView) []string {
 	seen := map[string]bool{}

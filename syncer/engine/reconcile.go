@@ -53,6 +53,16 @@ func Reconcile(ctx context.Context, o CompareOptions, st *state.Store, peer, pol
 			return r == nil || !r.SameContent(&base)
 		}
 		localChanged, remoteChanged := differs(d.Local), differs(d.Remote)
+		if !localChanged && !remoteChanged {
+			// Same content on both sides, only metadata differs. A
+			// directory's mtime moves with its entries, so ours wins there;
+			// otherwise a metadata change made only there is stranded.
+			remoteMeta := d.Remote != nil && hasBase && !d.Remote.SameMeta(&base, o.Ignore)
+			localMeta := d.Local != nil && hasBase && !d.Local.SameMeta(&base, o.Ignore)
+			isDir := d.Local != nil && d.Local.Kind == state.KindDir
+			remoteChanged = remoteMeta && !localMeta && !isDir
+			localChanged = !remoteChanged
+		}
 		switch {
 		case remoteChanged && !localChanged:
 			out.Stranded = append(out.Stranded, d.Path)
