@@ -28,7 +28,7 @@ type node struct {
 
 const testKey = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ._"
 
-func setup(t *testing.T, names ...string) map[string]*node {
+func setup(t testing.TB, names ...string) map[string]*node {
 	t.Helper()
 	dir := t.TempDir()
 	key := filepath.Join(dir, "key")

@@ -28,13 +28,18 @@ type item struct {
 type plan struct {
 	peer    string
 	deletes []*item // deepest first
-	creates []*item // parents before children: dirs, files, links, specials
+	creates int     // entries that exist here, streamed by eachCreate
 	dirs    []*item // directory metadata, sent last so mtimes survive
-	stale   []string
-	skipped []string // paths this node may not push (it is a slave there)
+	st      *state.Store
+	view    *config.NodeView
+	filter  planFilter
+	// groupNames are the groups the plan touches (their keys are needed).
+	groupNames []*config.GroupView
+	stale      []string
+	skipped    []string // paths this node may not push (it is a slave there)
 }
 
-func (p *plan) len() int { return len(p.deletes) + len(p.creates) }
+func (p *plan) len() int { return len(p.deletes) + p.creates }
 
 // groupFor picks the first group of this node that syncs path to peer.
 func groupFor(view *config.NodeView, path, peer string) *config.GroupView {
@@ -48,60 +53,103 @@ func groupFor(view *config.NodeView, path, peer string) *config.GroupView {
 	return nil
 }
 
-// buildPlan reads the dirty set of peer. Paths under a filter (if any) are
-// included; others stay dirty for a later run.
-func buildPlan(st *state.Store, view *config.NodeView, peer string, groups map[string]bool, paths []string, recursive bool) (*plan, error) {
-	p := &plan{peer: peer}
-	err := st.Dirty(peer, func(path string, d state.DirtyRecord) error {
-		if !pathSelected(path, paths, recursive) {
+// planFilter selects which dirty entries a run handles.
+type planFilter struct {
+	peer      string
+	groups    map[string]bool
+	paths     []string
+	recursive bool
+}
+
+// eachDirty reads the dirty set of the filter's peer in path order and
+// hands every selected entry to fn as an item; entries that belong to no
+// shared group any more, or that this node may not push, go to stale and
+// skipped instead.
+func eachDirty(st *state.Store, view *config.NodeView, f planFilter, stale, skipped func(string), fn func(*item) error) error {
+	return st.Dirty(f.peer, func(path string, d state.DirtyRecord) error {
+		if !pathSelected(path, f.paths, f.recursive) {
 			return nil
 		}
-		it := &item{path: path, forced: d.Forced}
-		g := groupFor(view, path, peer)
+		g := groupFor(view, path, f.peer)
 		if g == nil {
 			// Not in any group shared with peer any more (config changed).
-			p.stale = append(p.stale, path)
+			stale(path)
 			return nil
 		}
-		if groups != nil && !groups[g.Name] {
+		if f.groups != nil && !f.groups[g.Name] {
 			return nil
 		}
 		if g.IsSlave(view.Name) {
-			p.skipped = append(p.skipped, path)
+			skipped(path)
 			return nil
 		}
-		it.group = g
+		it := &item{path: path, forced: d.Forced, group: g}
 		it.wire, _ = g.WireName(path)
 		var err error
-		it.cur, it.exists, err = st.GetFile(path)
-		if err != nil {
+		if it.cur, it.exists, err = st.GetFile(path); err != nil {
 			return err
 		}
-		it.base, it.hasBase, err = st.GetBase(peer, path)
-		if err != nil {
+		if it.base, it.hasBase, err = st.GetBase(f.peer, path); err != nil {
 			return err
 		}
 		if it.hasBase && it.base.Kind == state.KindNone {
 			it.hasBase = false
 		}
-		switch {
-		case !it.exists:
-			p.deletes = append(p.deletes, it)
-		default:
-			p.creates = append(p.creates, it)
-			if it.cur.Kind == state.KindDir {
-				p.dirs = append(p.dirs, it)
-			}
-		}
-		return nil
+		return fn(it)
 	})
+}
+
+// buildPlan reads the dirty set of a peer. It keeps only deletions and
+// directories in memory: creations and updates are streamed from the
+// dirty set again when they are sent (plan.eachCreate), so a run over
+// 100k files does not hold 100k items.
+func buildPlan(st *state.Store, view *config.NodeView, peer string, groups map[string]bool, paths []string, recursive bool) (*plan, error) {
+	p := &plan{peer: peer, st: st, view: view, filter: planFilter{peer: peer, groups: groups, paths: paths, recursive: recursive}}
+	err := eachDirty(st, view, p.filter,
+		func(path string) { p.stale = append(p.stale, path) },
+		func(path string) { p.skipped = append(p.skipped, path) },
+		func(it *item) error {
+			switch {
+			case !it.exists:
+				p.deletes = append(p.deletes, it)
+			default:
+				p.creates++
+				if it.cur.Kind == state.KindDir {
+					p.dirs = append(p.dirs, it)
+				}
+				p.groupNames = appendUnique(p.groupNames, it.group)
+			}
+			return nil
+		})
 	if err != nil {
 		return nil, fmt.Errorf("read dirty set for peer %s: %w", peer, err)
 	}
 	// Dirty iterates in path-byte order, where a parent sorts before its
 	// children; reversing it gives deepest-first deletions.
 	sort.SliceStable(p.deletes, func(i, j int) bool { return p.deletes[i].path > p.deletes[j].path })
+	for _, it := range p.deletes {
+		p.groupNames = appendUnique(p.groupNames, it.group)
+	}
 	return p, nil
+}
+
+func appendUnique(gs []*config.GroupView, g *config.GroupView) []*config.GroupView {
+	for _, x := range gs {
+		if x == g {
+			return gs
+		}
+	}
+	return append(gs, g)
+}
+
+// eachCreate streams the entries that exist locally, parents first.
+func (p *plan) eachCreate(fn func(*item) error) error {
+	return eachDirty(p.st, p.view, p.filter, func(string) {}, func(string) {}, func(it *item) error {
+		if !it.exists {
+			return nil
+		}
+		return fn(it)
+	})
 }
 
 func pathSelected(path string, filter []string, recursive bool) bool {

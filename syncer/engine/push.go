@@ -328,18 +328,13 @@ func pushPeer(ctx context.Context, o *Options, peer string, groups map[string]bo
 	defer stop()
 
 	keys := map[string][]byte{}
-	for _, list := range [][]*item{p.deletes, p.creates} {
-		for _, it := range list {
-			if _, ok := keys[it.group.Name]; ok {
-				continue
-			}
-			k, err := proto.ReadKeyFile(it.group.Key)
-			if err != nil {
-				res.Err = fmt.Errorf("group %s: %w", it.group.Name, err)
-				return res
-			}
-			keys[it.group.Name] = k
+	for _, g := range p.groupNames {
+		k, err := proto.ReadKeyFile(g.Key)
+		if err != nil {
+			res.Err = fmt.Errorf("group %s: %w", g.Name, err)
+			return res
 		}
+		keys[g.Name] = k
 	}
 	if len(keys) == 0 { // nothing pending: offer every group shared with peer
 		for _, g := range o.View.Groups {
@@ -443,10 +438,8 @@ func (s *sender) run(p *plan) error {
 			return err
 		}
 	}
-	for _, it := range p.creates {
-		if err := s.sendItem(it); err != nil {
-			return err
-		}
+	if err := p.eachCreate(s.sendItem); err != nil {
+		return err
 	}
 	// Directory metadata goes after every delta was sent, so writing a
 	// child never changes a directory mtime after it was set.
@@ -905,7 +898,7 @@ func (s *sender) onAck(a *proto.Ack) {
 		} else {
 			s.res.Updated++
 		}
-		if p.op != proto.OpMeta && p.op != proto.OpDirMeta {
+		if p.op != proto.OpMeta && p.op != proto.OpDirMeta && hasLocalActions(it.group) {
 			s.res.changed = append(s.res.changed, it)
 		}
 		if s.batch != nil {
@@ -1060,4 +1053,15 @@ func (s *sender) handoff() error {
 			return err
 		}
 	}
+}
+
+// hasLocalActions reports whether g has do-local actions, the only reason
+// to remember the changed items of a run.
+func hasLocalActions(g *config.GroupView) bool {
+	for _, a := range g.Actions {
+		if a.DoLocal || a.DoLocalOnly {
+			return true
+		}
+	}
+	return false
 }
