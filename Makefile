@@ -50,9 +50,14 @@ install: build
 	install -d $(DESTDIR)$(OCFDIR) $(DESTDIR)$(HADIR)
 	ln -sf $(SBINDIR)/ocf-csync $(DESTDIR)$(OCFDIR)/mirror
 	ln -sf $(SBINDIR)/ocf-csync $(DESTDIR)$(HADIR)/mirror
+	install -D -m 0644 packaging/cron/ocf-csync $(DESTDIR)/usr/share/doc/ocf-csync/examples/cron.d-ocf-csync
+	install -D -m 0644 packaging/systemd/ocf-csync-sync.service $(DESTDIR)/usr/share/doc/ocf-csync/examples/ocf-csync-sync.service
+	install -D -m 0644 packaging/systemd/ocf-csync-sync.timer $(DESTDIR)/usr/share/doc/ocf-csync/examples/ocf-csync-sync.timer
+	install -D -m 0644 packaging/examples/ocf-csync.cfg $(DESTDIR)/usr/share/doc/ocf-csync/examples/ocf-csync.cfg
 
 uninstall:
 	rm -f $(DESTDIR)$(SBINDIR)/ocf-csync $(DESTDIR)$(OCFDIR)/mirror $(DESTDIR)$(HADIR)/mirror
+	rm -rf $(DESTDIR)/usr/share/doc/ocf-csync
 	-rmdir $(DESTDIR)$(OCFDIR) 2>/dev/null
 
 demo: deps build

@@ -70,6 +70,8 @@ type Health struct {
 	Role      string    `json:"role,omitempty"` // active or standby, per the gate
 	RoleWhy   string    `json:"role_reason,omitempty"`
 	IPHolder  string    `json:"ip_holder,omitempty"`
+	// Watch: the inotify watch runs (live sync); rescans run regardless.
+	Watch bool `json:"watch"`
 	// PacemakerSeen: the gate found Pacemaker running at the last cycle.
 	PacemakerSeen bool         `json:"pacemaker,omitempty"`
 	Conflicts     int          `json:"conflicts"`

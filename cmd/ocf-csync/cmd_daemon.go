@@ -140,6 +140,7 @@ func runDaemon(env Env, c *cli.Context) error {
 		if changes, err = watchTrees(ctx, l.view, log); err != nil {
 			log.Warn("no live watch; relying on rescans", "err", err)
 		}
+		h.Watch = changes != nil
 	}
 	now := make(chan os.Signal, 1)
 	signal.Notify(now, syscall.SIGUSR1) // `ocf-csync sync` from cron: sync now

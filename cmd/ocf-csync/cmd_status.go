@@ -33,6 +33,7 @@ type statusReport struct {
 	Epoch     uint64       `json:"epoch"`
 	Daemon    string       `json:"daemon"`
 	DaemonPid int          `json:"daemon_pid,omitempty"`
+	Watch     bool         `json:"watch"`
 	LastSync  time.Time    `json:"last_sync,omitzero"`
 	LastError string       `json:"last_error,omitempty"`
 	Peers     []peerStatus `json:"peers"`
@@ -61,7 +62,7 @@ func statusCommand(env Env) *cli.Command {
 				rep.Daemon, rep.DaemonPid = "running", run.State.Pid
 				if h, err := ra.ReadHealth(run.StatusFile); err == nil {
 					health = h
-					rep.Daemon = h.State
+					rep.Daemon, rep.Watch = h.State, h.Watch
 					rep.LastSync, rep.LastError = h.LastSync, h.LastError
 				}
 			}
@@ -118,7 +119,7 @@ func statusCommand(env Env) *cli.Command {
 			fmt.Fprintf(w, "epoch:     %d\n", rep.Epoch)
 			fmt.Fprintf(w, "daemon:    %s", rep.Daemon)
 			if rep.DaemonPid > 0 {
-				fmt.Fprintf(w, " (pid %d)", rep.DaemonPid)
+				fmt.Fprintf(w, " (pid %d), watch %s", rep.DaemonPid, map[bool]string{true: "up", false: "off"}[rep.Watch])
 			}
 			fmt.Fprintln(w)
 			if !rep.LastSync.IsZero() {

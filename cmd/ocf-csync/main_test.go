@@ -31,6 +31,7 @@ func TestMain(m *testing.M) {
 	testscript.Main(m, map[string]func(){
 		"ocf-csync": func() { os.Exit(run()) },
 		"holddb":    func() { os.Exit(holdDB(os.Args[1:])) },
+		"holdlock":  func() { os.Exit(holdLock(os.Args[1:])) },
 	})
 }
 
@@ -235,6 +236,55 @@ func holdDB(args []string) int {
 	if err := st.Close(); err != nil {
 		fmt.Fprintln(os.Stderr, "holddb:", err)
 		return 1
+	}
+	fmt.Println("released")
+	return 0
+}
+
+// holdLock is the "holdlock FILE SECONDS READYFILE" helper: it takes an
+// exclusive flock on FILE (as a sync run holds its run lock), writes its
+// pid into READYFILE, prints "holding" and keeps the lock until
+// SIGINT/SIGTERM or SECONDS pass.
+func holdLock(args []string) int {
+	if len(args) != 3 {
+		fmt.Fprintln(os.Stderr, "usage: holdlock FILE SECONDS READYFILE")
+		return 2
+	}
+	secs, err := strconv.Atoi(args[1])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "holdlock: bad SECONDS:", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := os.MkdirAll(filepath.Dir(args[0]), 0o700); err != nil {
+		fmt.Fprintln(os.Stderr, "holdlock:", err)
+		return 1
+	}
+	f, err := os.OpenFile(args[0], os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "holdlock:", err)
+		return 1
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		fmt.Fprintf(os.Stderr, "holdlock: lock %s: %v\n", args[0], err)
+		return 1
+	}
+	// Written whole by rename, so waitfile never reads half a pid.
+	tmp := args[2] + ".tmp"
+	if err := os.WriteFile(tmp, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
+		fmt.Fprintln(os.Stderr, "holdlock:", err)
+		return 1
+	}
+	if err := os.Rename(tmp, args[2]); err != nil {
+		fmt.Fprintln(os.Stderr, "holdlock:", err)
+		return 1
+	}
+	fmt.Println("holding")
+	select {
+	case <-ctx.Done():
+	case <-time.After(time.Duration(secs) * time.Second):
 	}
 	fmt.Println("released")
 	return 0
