@@ -74,6 +74,12 @@ func takeover(ctx context.Context, c *cli.Context, l *loaded, epoch uint64) (ski
 		return false, err
 	}
 	hs, err := st.Handoffs()
+	if err == nil {
+		// The agent recorded it already; a daemon started by hand records it here.
+		if cur, gerr := st.Epoch(); gerr == nil && cur < epoch {
+			err = st.SetEpoch(epoch)
+		}
+	}
 	st.Close()
 	if err != nil {
 		return false, err
