@@ -141,6 +141,7 @@ func runDaemon(env Env, c *cli.Context) error {
 			log.Warn("no live watch; relying on rescans", "err", err)
 		}
 		h.Watch = changes != nil
+		report()
 	}
 	now := make(chan os.Signal, 1)
 	signal.Notify(now, syscall.SIGUSR1) // `ocf-csync sync` from cron: sync now
