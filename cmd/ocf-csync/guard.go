@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 
 	"github.com/urfave/cli/v2"
 
@@ -56,9 +57,19 @@ func previousActive(ctx context.Context, hs []state.Handoff, self string) string
 			best, bestE = h.From, h.Epoch
 		}
 	}
-	if attrs, err := ha.NewCLI().NodeAttributes(ctx, "csync-epoch"); err == nil {
-		if n, e := ha.PreviousActive(attrs, self); n != "" && e > bestE {
-			best = n
+	// This node already published its new epoch (the agent's start), so
+	// the previous active node is the other node with the highest epoch.
+	if attrs, err := ha.NewCLI().NodeAttributes(ctx, ha.EpochAttribute); err == nil {
+		names := make([]string, 0, len(attrs))
+		for n := range attrs {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			e, err := strconv.ParseUint(attrs[n], 10, 64)
+			if err == nil && n != self && e > bestE {
+				best, bestE = n, e
+			}
 		}
 	}
 	return best

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -133,7 +134,9 @@ func (t *Target) WriteFileExpect(path string, rec state.FileRecord, fill func(w 
 	}()
 
 	h := sha256.New()
-	bw := bufio.NewWriterSize(f, 256<<10)
+	bw := writerPool.Get().(*bufio.Writer)
+	bw.Reset(f)
+	defer func() { bw.Reset(nil); writerPool.Put(bw) }()
 	cw := &countWriter{w: io.MultiWriter(bw, h)}
 	if err := fill(cw); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
@@ -168,6 +171,10 @@ func (t *Target) WriteFileExpect(path string, rec state.FileRecord, fill func(w 
 	done = true
 	return nil
 }
+
+// writerPool reuses write buffers: a new 256 KiB buffer per file costs more
+// than writing a small file.
+var writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 256<<10) }}
 
 // beforeRename is a test hook: it runs after the temp file is complete and
 // synced, just before it replaces the target.

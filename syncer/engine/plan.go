@@ -22,6 +22,7 @@ type item struct {
 	base    state.FileRecord
 	hasBase bool
 	forced  bool
+	resend  bool // the peer asked for it again: hash what is sent
 }
 
 // plan is the ordered work for one peer (DESIGN §6 "Push").

@@ -19,6 +19,7 @@ import (
 	"ocf-csync/syncer/config"
 	"ocf-csync/syncer/delta"
 	"ocf-csync/syncer/proto"
+	"ocf-csync/syncer/scan"
 	"ocf-csync/syncer/state"
 )
 
@@ -252,6 +253,8 @@ type sender struct {
 	handedOff   bool
 	handoffDone bool
 	inodes      map[[2]uint64][]string
+	small       []byte      // reused read buffer for small files
+	dw          *dataWriter // reused frame buffer for large files
 }
 
 // partnerOnPeer finds another name of it's inode that the peer already has
@@ -692,7 +695,6 @@ func (s *sender) sendFile(it *item, sig *delta.Signature) error {
 	}
 	defer f.Close()
 	seq := s.nextSeq()
-	h := sha256.New()
 	newRec := it.cur
 	content := proto.ContentWhole
 	if sig != nil {
@@ -701,14 +703,19 @@ func (s *sender) sendFile(it *item, sig *delta.Signature) error {
 	small := sig == nil && it.cur.Size < delta.WholeFileThreshold
 	var body []byte
 	if small {
-		body, err = io.ReadAll(io.LimitReader(f, delta.WholeFileThreshold+1))
-		if err != nil {
+		// Small files go in one frame from one reused buffer: a new buffer
+		// per file made the garbage collector the sender's main cost.
+		if s.small == nil {
+			s.small = make([]byte, delta.WholeFileThreshold+1)
+		}
+		n, err := io.ReadFull(f, s.small)
+		if err != nil && err != io.ErrUnexpectedEOF && err != io.EOF {
 			s.settleLocal(it, fmt.Sprintf("read %s: %v", it.path, err))
 			return nil
 		}
-		h.Write(body)
-		h.Sum(newRec.Hash[:0])
-		newRec.Size = int64(len(body))
+		body = s.small[:n]
+		newRec.Hash = sha256.Sum256(body)
+		newRec.Size = int64(n)
 	}
 	op := proto.Op{Seq: seq, Group: it.group.Name, Kind: proto.OpFile, Path: []byte(it.wire),
 		HasBase: it.hasBase, New: proto.RecordFrom(newRec), Content: content, Forced: it.forced}
@@ -719,27 +726,61 @@ func (s *sender) sendFile(it *item, sig *delta.Signature) error {
 	if err := s.c.Send(op); err != nil {
 		return err
 	}
-	dw := &dataWriter{c: s.c, seq: seq}
-	switch {
-	case small:
-		_, err = dw.Write(body)
-	case sig != nil:
-		err = delta.WriteDelta(sig, io.TeeReader(f, h), dw)
-	default:
-		_, err = io.Copy(dw, io.TeeReader(f, h))
-	}
-	if err == nil {
-		err = dw.flush()
-	}
-	if err != nil {
-		return fmt.Errorf("send %s: %w", it.path, err)
-	}
+	var n int64
 	var sum [32]byte
-	h.Sum(sum[:0])
+	if small {
+		if len(body) > 0 {
+			if err := s.c.Send(proto.Data{Seq: seq, Bytes: body}); err != nil {
+				return err
+			}
+		}
+		n, sum = int64(len(body)), newRec.Hash
+	} else {
+		if s.dw == nil {
+			s.dw = &dataWriter{c: s.c, buf: make([]byte, 0, proto.MaxData)}
+		}
+		dw := s.dw
+		dw.seq, dw.n = seq, 0
+		// A resend (the peer found the sum wrong) hashes what it sends.
+		var src io.Reader = f
+		h := sha256.New()
+		if it.resend {
+			src = io.TeeReader(f, h)
+		}
+		if sig != nil {
+			err = delta.WriteDelta(sig, src, dw)
+		} else {
+			_, err = io.Copy(dw, src)
+		}
+		if err == nil {
+			err = dw.flush()
+		}
+		if err != nil {
+			return fmt.Errorf("send %s: %w", it.path, err)
+		}
+		n = dw.n
+		// The scan hashed this content already; if the file is unchanged
+		// since (same stat), that hash is the content's. If it changed while
+		// it was sent, the zero sum makes the peer ask for it again, whole.
+		if it.resend {
+			h.Sum(sum[:0])
+		} else if now, err := statFile(f); err == nil && !now.StatChanged(&it.cur) && it.cur.Hash != (state.Hash{}) {
+			sum = it.cur.Hash
+		}
+	}
 	s.mu.Lock()
-	s.res.DataBytes += dw.n
+	s.res.DataBytes += n
 	s.mu.Unlock()
 	return s.c.Send(proto.DataEnd{Seq: seq, SHA256: sum})
+}
+
+// statFile describes an open file the way the scanner records it.
+func statFile(f *os.File) (state.FileRecord, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return state.FileRecord{}, err
+	}
+	return scan.FromStat(&st), nil
 }
 
 // settleLocal gives back a window slot for an item that could not be sent.
@@ -929,6 +970,7 @@ func (s *sender) onAck(a *proto.Ack) {
 		if s.retries == nil {
 			s.retries = map[uint64]*item{}
 		}
+		it.resend = true
 		s.retries[a.Seq] = it
 		s.events = append(s.events, event{seq: a.Seq, retry: true})
 		word = "retry"
