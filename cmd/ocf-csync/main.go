@@ -20,7 +20,7 @@ func main() {
 // defaultMemoryLimit is a soft heap goal for small nodes (DESIGN §5): the GC
 // works harder near it instead of letting badger's write buffers grow RSS.
 // GOMEMLIMIT in the environment overrides it.
-const defaultMemoryLimit = 40 << 20
+const defaultMemoryLimit = 48 << 20
 
 func run() int {
 	if os.Getenv("GOMEMLIMIT") == "" {
