@@ -4,6 +4,11 @@
 //
 // QUICK=1 (or -quick) runs a 10k-file, 128 MiB version in under 2 minutes
 // and writes its report to the temp dir instead of BENCHMARKS.md.
+//
+// For profiling (not for the report): -profile DIR (or $BENCH_PROFILE)
+// writes a CPU profile of every ocf-csync client and helper; BENCH_ONLY=big
+// (or small) runs only the big-file (or small-file) sets; BENCH_OCF_ENV="K=V …"
+// adds environment variables to ocf-csync on both sides (e.g. GOMEMLIMIT); BENCH_TOOLS=rsync,ocf-csync limits the tools.
 package main
 
 import (
@@ -16,6 +21,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -200,6 +206,9 @@ func (b *bench) ocfConfig(set, prof string) string {
 	if prof != "" {
 		env = "env OCF_CSYNC_CPUPROFILE=" + prof + " "
 	}
+	if extra := os.Getenv("BENCH_OCF_ENV"); extra != "" {
+		env = "env " + extra + " " + strings.TrimPrefix(env, "env ")
+	}
 	return fmt.Sprintf(`group %s {
   host node1 node2;
   key %s;
@@ -248,6 +257,9 @@ func (b *bench) toolJob(tool, set string, delta bool) job {
 		j.receiver = viaCsync2
 	case toolOCF:
 		j.args = ocfArgs(set, "sync")
+		if extra := os.Getenv("BENCH_OCF_ENV"); extra != "" {
+			j.env = strings.Fields(extra)
+		}
 	}
 	return j
 }
@@ -283,6 +295,9 @@ func (b *bench) profiled(j job, set, label string) (job, func()) {
 // order rotates the tools so that no tool always runs first.
 func (b *bench) order() []string {
 	tools := []string{toolRsync, toolCsync2, toolOCF}
+	if only := os.Getenv("BENCH_TOOLS"); only != "" {
+		tools = slices.DeleteFunc(tools, func(t string) bool { return !slices.Contains(strings.Split(only, ","), t) })
+	}
 	k := b.round % len(tools)
 	b.round++
 	return append(tools[k:], tools[:k]...)
@@ -353,13 +368,26 @@ func cmdLine(j job) string {
 	return strings.Join(parts, " ")
 }
 
-// repeat measures a local or no-change job reps times, interleaved with the
-// others by the caller; the report takes the median.
+// localJob is a command without a receiver (a no-change check or a floor
+// measurement); callers repeat it and the report takes the median.
 func (b *bench) localJob(tool string, args ...string) job {
 	return job{tool: tool, args: args, receiver: viaNone, timeout: b.p.timeout}
 }
 
 func (b *bench) all(ctx context.Context) error {
+	if os.Getenv("BENCH_ONLY") != "big" {
+		if err := b.smallSets(ctx); err != nil {
+			return err
+		}
+	}
+	if os.Getenv("BENCH_ONLY") == "small" {
+		return nil
+	}
+	return b.bigSets(ctx)
+}
+
+// smallSets runs D1, D1 no-change and D2.
+func (b *bench) smallSets(ctx context.Context) error {
 	p := b.p
 	small := b.r.n1.Path(smallSrc)
 	logf("generating D1: %d files in %d directories", p.files, p.dirs)
@@ -371,11 +399,6 @@ func (b *bench) all(ctx context.Context) error {
 
 	if err := b.pushAll(ctx, "D1", "small", false); err != nil {
 		return err
-	}
-	if os.Getenv("BENCH_HOLD") != "" {
-		logf("holding: cluster dir %s; stop with SIGINT", b.r.c.Dir())
-		<-ctx.Done()
-		return ctx.Err()
 	}
 
 	// No change: nothing was touched since the pushes.
@@ -426,6 +449,12 @@ func (b *bench) all(ctx context.Context) error {
 		return err
 	}
 
+	return nil
+}
+
+// bigSets runs the physical floor, the big file's first push, D3 and D4.
+func (b *bench) bigSets(ctx context.Context) error {
+	p := b.p
 	big := filepath.Join(b.r.n1.Path(bigSrc), bigName)
 	logf("generating the %s file", bytesIEC(uint64(p.bigSize)))
 	if err := genBig(big, p.bigSize); err != nil {
@@ -476,14 +505,16 @@ func (b *bench) floor(ctx context.Context) error {
 	// of a tenth of the tree (one top directory) shows its cost per file.
 	cp := b.localJob(fmt.Sprintf("cp -a of %d files (a tenth of D2), local", b.p.files/10), "sh", "-c",
 		"rm -rf /srv/ocf-csync/cpfloor && sync && cp -a "+smallSrc+"/a00 /srv/ocf-csync/cpfloor")
-	logf("floor: %s", cp.tool)
-	s := b.r.measure(ctx, cp)
-	if s.err != nil {
-		return fmt.Errorf("physical floor: %w", s.err)
+	if _, err := os.Stat(b.r.n1.Path(smallSrc + "/a00")); err == nil {
+		logf("floor: %s", cp.tool)
+		s := b.r.measure(ctx, cp)
+		if s.err != nil {
+			return fmt.Errorf("physical floor: %w", s.err)
+		}
+		sec.samples = append(sec.samples, s)
+		sec.commands = append(sec.commands, cmdLine(cp))
+		os.RemoveAll(b.r.n1.Path("/srv/ocf-csync/cpfloor"))
 	}
-	sec.samples = append(sec.samples, s)
-	sec.commands = append(sec.commands, cmdLine(cp))
-	os.RemoveAll(b.r.n1.Path("/srv/ocf-csync/cpfloor"))
 	for rep := range b.p.reps {
 		for _, j := range jobs {
 			logf("floor: %s", j.tool)
