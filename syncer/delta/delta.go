@@ -43,6 +43,7 @@ const (
 	magicDelta     = 0x72730236
 	magicMD4Sig    = 0x72730136 // rollsum + MD4 (deprecated, still readable)
 	magicBlake2Sig = 0x72730137 // rollsum + BLAKE2b-256
+	magicSHA256Sig = 0x72730138 // rollsum + SHA-256: an ocf-csync extension
 	magicRkMD4     = 0x72730146 // RabinKarp + MD4: not supported
 	magicRkBlake2  = 0x72730147 // RabinKarp + BLAKE2: not supported
 )

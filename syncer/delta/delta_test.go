@@ -3,6 +3,7 @@ package delta
 import (
 	"bytes"
 	"encoding/binary"
+	"io"
 	"math/rand/v2"
 	"testing"
 )
@@ -162,8 +163,8 @@ func TestWriteSignatureHeader(t *testing.T) {
 		t.Fatal(err)
 	}
 	b := buf.Bytes()
-	if m := binary.BigEndian.Uint32(b); m != magicBlake2Sig {
-		t.Errorf("magic %#x, want %#x", m, magicBlake2Sig)
+	if m := binary.BigEndian.Uint32(b); m != magicSHA256Sig {
+		t.Errorf("magic %#x, want %#x", m, magicSHA256Sig)
 	}
 	if bl := binary.BigEndian.Uint32(b[4:]); bl != BlockLen(int64(len(basis))) {
 		t.Errorf("block length %d, want %d", bl, BlockLen(int64(len(basis))))
@@ -244,5 +245,37 @@ func TestEqualWeakSumChain(t *testing.T) {
 	}
 	if !bytes.Equal(out.Bytes(), newFile) {
 		t.Fatal("patched output differs")
+	}
+}
+
+// The SHA-256 signature (the default) and rdiff's BLAKE2 one give the same
+// delta, and both patch back to the new file.
+func TestSHA256AndBlake2SignaturesAgree(t *testing.T) {
+	basis := randBytes(21, 3<<20)
+	newer := append([]byte(nil), basis...)
+	newer[len(newer)/2] ^= 0xff
+	var deltas [2][]byte
+	for i, write := range []func(io.Reader, int64, io.Writer) error{WriteSignature, WriteRdiffSignature} {
+		var sig, d, out bytes.Buffer
+		if err := write(bytes.NewReader(basis), int64(len(basis)), &sig); err != nil {
+			t.Fatal(err)
+		}
+		s, err := ReadSignature(&sig, int64(sig.Len()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := WriteDelta(s, bytes.NewReader(newer), &d); err != nil {
+			t.Fatal(err)
+		}
+		deltas[i] = d.Bytes()
+		if err := Patch(bytes.NewReader(basis), bytes.NewReader(d.Bytes()), &out); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(out.Bytes(), newer) {
+			t.Fatalf("signature %d: patched output differs", i)
+		}
+	}
+	if !bytes.Equal(deltas[0], deltas[1]) {
+		t.Errorf("deltas differ: %d bytes with SHA-256, %d with BLAKE2", len(deltas[0]), len(deltas[1]))
 	}
 }

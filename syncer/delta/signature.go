@@ -3,6 +3,7 @@ package delta
 import (
 	"bufio"
 	"bytes"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -40,18 +41,29 @@ func (s *Signature) StrongLen() uint32 { return s.strongLen }
 func (s *Signature) Blocks() int { return len(s.weak) }
 
 // WriteSignature writes the signature of basis (basisSize bytes, used only to
-// pick the block length) to w: BLAKE2 magic, 32-byte strong sums, block
-// length BlockLen(basisSize). The output equals
-// `rdiff -b BlockLen(basisSize) -S 8 -H blake2 -R rollsum signature`.
-// It streams: memory use does not grow with the basis.
+// pick the block length) to w: rollsum weak sums and StrongLen bytes of
+// SHA-256 strong sums (magicSHA256Sig, an ocf-csync extension of the librsync
+// format: SHA-256 runs about three times as fast as BLAKE2b on CPUs with SHA
+// instructions), block length BlockLen(basisSize). It streams: memory use
+// does not grow with the basis. WriteRdiffSignature writes what rdiff does.
 func WriteSignature(basis io.Reader, basisSize int64, w io.Writer) error {
+	return writeSignatureMagic(basis, BlockLen(basisSize), w, magicSHA256Sig)
+}
+
+// WriteRdiffSignature is WriteSignature in rdiff's format: its output equals
+// `rdiff -b BlockLen(basisSize) -S 8 -H blake2 -R rollsum signature`.
+func WriteRdiffSignature(basis io.Reader, basisSize int64, w io.Writer) error {
 	return writeSignature(basis, BlockLen(basisSize), w)
 }
 
 func writeSignature(basis io.Reader, blockLen uint32, w io.Writer) error {
+	return writeSignatureMagic(basis, blockLen, w, magicBlake2Sig)
+}
+
+func writeSignatureMagic(basis io.Reader, blockLen uint32, w io.Writer, magic uint32) error {
 	bw := bufio.NewWriterSize(w, 64<<10)
 	var hdr [12]byte
-	binary.BigEndian.PutUint32(hdr[0:], magicBlake2Sig)
+	binary.BigEndian.PutUint32(hdr[0:], magic)
 	binary.BigEndian.PutUint32(hdr[4:], blockLen)
 	binary.BigEndian.PutUint32(hdr[8:], StrongLen)
 	if _, err := bw.Write(hdr[:]); err != nil {
@@ -64,7 +76,12 @@ func writeSignature(basis io.Reader, blockLen uint32, w io.Writer) error {
 		if n > 0 {
 			s1, s2 := rollsum(block[:n])
 			binary.BigEndian.PutUint32(ent[:4], uint32(s2)<<16|uint32(s1))
-			sum := blake2b.Sum256(block[:n])
+			var sum [32]byte
+			if magic == magicSHA256Sig {
+				sum = sha256.Sum256(block[:n])
+			} else {
+				sum = blake2b.Sum256(block[:n])
+			}
 			copy(ent[4:], sum[:])
 			if _, werr := bw.Write(ent[:]); werr != nil {
 				return fmt.Errorf("write signature: %w", werr)
@@ -107,6 +124,8 @@ func ReadSignature(r io.Reader, limit int64) (*Signature, error) {
 	switch s.magic {
 	case magicBlake2Sig:
 		maxStrong = blake2b.Size256
+	case magicSHA256Sig:
+		maxStrong = sha256.Size
 	case magicMD4Sig:
 		maxStrong = md4.Size
 	case magicRkMD4, magicRkBlake2:
@@ -190,6 +209,8 @@ func (s *Signature) strongSum(data []byte, dst *[32]byte) []byte {
 		h := md4.New()
 		h.Write(data)
 		h.Sum(dst[:0])
+	case magicSHA256Sig:
+		*dst = sha256.Sum256(data)
 	default:
 		*dst = blake2b.Sum256(data)
 	}
