@@ -311,3 +311,32 @@ func openStore(ctx context.Context, c *cli.Context, l *loaded, rebuild bool) (*s
 		AllowRebuild: rebuild,
 	})
 }
+
+// session is what most commands start with: the config as this node sees
+// it, the PATH arguments made absolute, and the state database.
+type session struct {
+	*loaded
+	paths []string
+	st    *state.Store
+}
+
+// openSession loads the config, resolves the arguments and opens the state
+// database. A non-empty needPaths is the usage message when no PATH is given.
+func openSession(c *cli.Context, needPaths string) (*session, error) {
+	if needPaths != "" && c.NArg() == 0 {
+		return nil, usagef("%s", needPaths)
+	}
+	l, err := loadConfig(c.Context, c)
+	if err != nil {
+		return nil, err
+	}
+	paths, err := absPaths(c.Args().Slice())
+	if err != nil {
+		return nil, err
+	}
+	st, err := openStore(c.Context, c, l, false)
+	if err != nil {
+		return nil, err
+	}
+	return &session{loaded: l, paths: paths, st: st}, nil
+}

@@ -110,22 +110,12 @@ func markCommand(env Env) *cli.Command {
 		},
 		Action: func(c *cli.Context) error {
 			ctx := c.Context
-			if c.NArg() == 0 {
-				return usagef("mark needs at least one PATH")
-			}
-			l, err := loadConfig(ctx, c)
+			s, err := openSession(c, "mark needs at least one PATH")
 			if err != nil {
 				return err
 			}
-			paths, err := absPaths(c.Args().Slice())
-			if err != nil {
-				return err
-			}
-			st, err := openStore(ctx, c, l, false)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
+			defer s.st.Close()
+			l, st, paths := s.loaded, s.st, s.paths
 			n, err := scan.Mark(ctx, st, l.view, paths, c.Bool("recursive"), scan.Options{Ignore: l.cfg.Ignore, Logger: logger(ctx)})
 			if err = warnNotIncluded(env, err); err != nil {
 				return err

@@ -83,7 +83,7 @@ func compareCommand(env Env) *cli.Command {
 					}
 					continue
 				}
-				fmt.Fprintf(env.Stdout, "%s\t%s\t%s\t%s\n", d.Kind, l.view.Name, d.Peer, displayPath(d.Path))
+				fmt.Fprintf(env.Stdout, "%s\t%s\t%s\t%s\n", d.Kind, l.view.Name, d.Peer, engine.DisplayPath(d.Path))
 			}
 			for _, e := range res.Errors {
 				fmt.Fprintf(env.Stderr, "ocf-csync: compare: %v\n", e)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"ocf-csync/syncer/engine"
 	"ocf-csync/syncer/state"
 )
 
@@ -70,7 +71,7 @@ func conflictsCommand(env Env) *cli.Command {
 }
 
 func writeConflict(w io.Writer, self string, cf state.Conflict) {
-	fmt.Fprintf(w, "%s\twith %s (group %s): %s\n", displayPath(cf.Path), cf.Peer, cf.Group, cf.Reason)
+	fmt.Fprintf(w, "%s\twith %s (group %s): %s\n", engine.DisplayPath(cf.Path), cf.Peer, cf.Group, cf.Reason)
 	fmt.Fprintf(w, "  %-20s %s\n", self+" (here):", versionText(cf.Local, cf.Local.Kind != state.KindNone))
 	fmt.Fprintf(w, "  %-20s %s\n", cf.Peer+" (peer):", versionText(cf.Remote, cf.RemoteExists))
 }
@@ -85,7 +86,7 @@ func versionText(r state.FileRecord, exists bool) string {
 	case state.KindReg:
 		s += ", sha256 " + hex.EncodeToString(r.Hash[:])
 	case state.KindSymlink:
-		s += ", -> " + displayPath(r.Target)
+		s += ", -> " + engine.DisplayPath(r.Target)
 	}
 	return s
 }

@@ -18,22 +18,12 @@ func forceCommand(env Env) *cli.Command {
 		},
 		Action: func(c *cli.Context) error {
 			ctx := c.Context
-			if c.NArg() == 0 {
-				return usagef("force needs at least one PATH")
-			}
-			l, err := loadConfig(ctx, c)
+			s, err := openSession(c, "force needs at least one PATH")
 			if err != nil {
 				return err
 			}
-			paths, err := absPaths(c.Args().Slice())
-			if err != nil {
-				return err
-			}
-			st, err := openStore(ctx, c, l, false)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
+			defer s.st.Close()
+			l, st, paths := s.loaded, s.st, s.paths
 			// Record the current state first, so a local deletion is known as one.
 			if _, err := scan.Check(ctx, st, l.view, paths, c.Bool("recursive"), scan.Options{Ignore: l.cfg.Ignore, Logger: logger(ctx)}); err != nil {
 				return err

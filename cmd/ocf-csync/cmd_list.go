@@ -6,31 +6,13 @@ import (
 	"fmt"
 	"strconv"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/urfave/cli/v2"
 
+	"ocf-csync/syncer/engine"
 	"ocf-csync/syncer/scan"
 	"ocf-csync/syncer/state"
 )
-
-// displayPath prints a path as is when it is plain text, else Go-quoted so
-// a newline or invalid UTF-8 in a name cannot break the line format.
-func displayPath(p string) string {
-	if !utf8.ValidString(p) {
-		return strconv.Quote(p)
-	}
-	for _, r := range p {
-		if unicode.IsControl(r) {
-			return strconv.Quote(p)
-		}
-	}
-	if len(p) > 0 && (p[0] == '"' || p[len(p)-1] == ' ') {
-		return strconv.Quote(p)
-	}
-	return p
-}
 
 type fileJSON struct {
 	Path   string `json:"path"`
@@ -85,7 +67,7 @@ func listCommand(env Env) *cli.Command {
 					if asJSON {
 						return enc.Encode(recordJSON(p, r))
 					}
-					_, err := fmt.Fprintf(env.Stdout, "%s\t%s\n", checktxt(r), displayPath(p))
+					_, err := fmt.Fprintf(env.Stdout, "%s\t%s\n", checktxt(r), engine.DisplayPath(p))
 					return err
 				})
 			} else {
@@ -107,7 +89,7 @@ func listCommand(env Env) *cli.Command {
 						if d.Forced {
 							flag = "forced"
 						}
-						_, err := fmt.Fprintf(env.Stdout, "%s\t%s\t%s\t%s\n", flag, l.view.Name, peer, displayPath(p))
+						_, err := fmt.Fprintf(env.Stdout, "%s\t%s\t%s\t%s\n", flag, l.view.Name, peer, engine.DisplayPath(p))
 						return err
 					})
 					if err != nil {
