@@ -5,11 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"ocf-csync/ha"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
-	"time"
 
 	"ocf-csync/ocf"
 	"ocf-csync/syncer/config"
@@ -160,18 +158,4 @@ func (a *Agent) binary(p *Params) (string, error) {
 }
 
 // defaultNodeName is crm_node -n, then the host name (DESIGN §2).
-func defaultNodeName(ctx context.Context) (string, error) {
-	if path, err := exec.LookPath("crm_node"); err == nil {
-		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		defer cancel()
-		out, err := exec.CommandContext(cctx, path, "-n").Output()
-		if n := strings.TrimSpace(string(out)); err == nil && n != "" {
-			return strings.ToLower(n), nil
-		}
-	}
-	h, err := os.Hostname()
-	if err != nil {
-		return "", fmt.Errorf("find this node's name: %w", err)
-	}
-	return strings.ToLower(h), nil
-}
+func defaultNodeName(ctx context.Context) (string, error) { return ha.LocalNodeName(ctx) }

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -15,6 +13,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"ocf-csync/ha"
 	"ocf-csync/ocf"
 	"ocf-csync/syncer/config"
 	"ocf-csync/syncer/state"
@@ -232,19 +231,7 @@ func nodeName(ctx context.Context, c *cli.Context) (string, error) {
 	if n := flagString(c, "node"); n != "" {
 		return strings.ToLower(n), nil
 	}
-	if path, err := exec.LookPath("crm_node"); err == nil {
-		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		defer cancel()
-		out, err := exec.CommandContext(cctx, path, "-n").Output()
-		if n := strings.TrimSpace(string(out)); err == nil && n != "" {
-			return strings.ToLower(n), nil
-		}
-	}
-	h, err := os.Hostname()
-	if err != nil {
-		return "", fmt.Errorf("find this node's name: %w (give --node)", err)
-	}
-	return strings.ToLower(h), nil
+	return ha.LocalNodeName(ctx)
 }
 
 // flagString finds a flag given on this command or any parent (serve takes
