@@ -20,12 +20,9 @@
 package cluster
 
 import (
-	"bytes"
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -37,6 +34,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"ocf-csync/tests/netns"
 )
 
 // In-node paths that are private to each node.
@@ -98,14 +97,12 @@ type Cluster struct {
 	tag     string
 	subnet  int // X in 127.1.X.N
 	dir     string
-	hub     string
+	net     netns.Network // hub and node namespaces
 	binary  string
 	log     io.Writer
 	nodes   []*Node
 	clientP string // client public key line
 
-	mu     sync.Mutex
-	netns  []string // created network namespaces, hub first
 	hostMP *hostMounts
 	alive  *os.File // lock on dir/alive held while the cluster exists
 
@@ -126,8 +123,8 @@ type Node struct {
 	c       *Cluster
 	hostKey string // "ssh-ed25519 AAAA…"
 	mu      sync.Mutex
-	holder  *proc
-	sshd    *proc
+	holder  *netns.Proc
+	sshd    *netns.Proc
 }
 
 // RequireRoot skips the test (or, when $CI is set, fails it) with the reason
@@ -324,7 +321,7 @@ func within(p, dir string) bool {
 // uses and registers for the host mount points, all under the machine-wide
 // mutex so that no sweep sees a half-claimed cluster.
 func (c *Cluster) claim() error {
-	mu, err := lockFile(mutexPath, syscall.LOCK_EX)
+	mu, err := netns.LockFile(mutexPath, syscall.LOCK_EX)
 	if err != nil {
 		return fmt.Errorf("start cluster: %w", err)
 	}
@@ -343,39 +340,17 @@ func (c *Cluster) claim() error {
 	return nil
 }
 
-// claimTag picks a tag no other cluster uses: creating the temp dir is the
-// atomic claim, the free hub netns name the second check. The dir's alive
-// lock, held until Close is done, tells sweep the cluster is in use.
+// claimTag picks a tag no other cluster uses (see netns.ClaimTag); the
+// dir's alive lock, held until Close is done, tells sweep the cluster is in
+// use.
 func (c *Cluster) claimTag() error {
-	for range 20 {
-		var b [4]byte
-		if _, err := rand.Read(b[:]); err != nil {
-			return fmt.Errorf("start cluster: random tag: %w", err)
-		}
-		v := binary.BigEndian.Uint32(b[:])
-		tag := fmt.Sprintf("%05x", v&0xfffff) // 5 hex digits: "oc"+tag+"n200" fits 15 chars
-		dir := filepath.Join(clusterDirBase, clusterDirPrefix+tag)
-		if err := os.Mkdir(dir, 0o755); err != nil {
-			if errors.Is(err, os.ErrExist) {
-				continue
-			}
-			return fmt.Errorf("start cluster: create %s: %w", dir, err)
-		}
-		hub := "oc" + tag + "hub"
-		if _, err := os.Stat(filepath.Join(netnsDir, hub)); err == nil {
-			os.Remove(dir)
-			continue
-		}
-		alive, err := lockFile(filepath.Join(dir, "alive"), syscall.LOCK_EX)
-		if err != nil {
-			os.Remove(dir)
-			return fmt.Errorf("start cluster: %w", err)
-		}
-		c.tag, c.dir, c.hub, c.alive = tag, dir, hub, alive
-		c.subnet = int(v>>20)%250 + 1
-		return nil
+	cl, err := netns.ClaimTag(clusterDirBase, clusterDirPrefix, "oc")
+	if err != nil {
+		return fmt.Errorf("start cluster: %w", err)
 	}
-	return fmt.Errorf("start cluster: no free cluster tag after 20 tries; remove stale %s/%s* dirs and `ip netns list | grep ^oc` namespaces", clusterDirBase, clusterDirPrefix)
+	c.tag, c.subnet, c.dir, c.alive = cl.Tag, cl.Subnet, cl.Dir, cl.Alive
+	c.net.Hub = cl.Hub
+	return nil
 }
 
 func (c *Cluster) logf(format string, args ...any) {
@@ -425,18 +400,6 @@ func fingerprint(pub string) string {
 	}
 	sum := sha256.Sum256(blob)
 	return "SHA256:" + base64.RawStdEncoding.EncodeToString(sum[:])
-}
-
-// run runs a host-side helper command and returns its stdout; the error
-// carries the command line and its stderr.
-func run(ctx context.Context, name string, args ...string) (string, error) {
-	cmd := exec.CommandContext(ctx, name, args...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Run(); err != nil {
-		return out.String(), fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, strings.TrimSpace(errb.String()))
-	}
-	return out.String(), nil
 }
 
 // shellQuote quotes s for sh.

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"ocf-csync/tests/netns"
 )
 
 func TestPath(t *testing.T) {
@@ -35,7 +37,7 @@ func TestFingerprintMatchesSSHKeygen(t *testing.T) {
 		t.Skip("ssh-keygen not installed (openssh-client)")
 	}
 	key := filepath.Join(t.TempDir(), "k")
-	pub, err := keygen(t.Context(), key, "x")
+	pub, err := netns.Keygen(t.Context(), key, "x")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -278,6 +280,14 @@ func TestCluster(t *testing.T) {
 	}
 	bgDone := make(chan error, 1)
 	go func() { bgDone <- bg.Wait() }()
+	// nsenter joins the node's namespaces after it starts: wait for that,
+	// so Close finds the command among the node's processes.
+	hostMnt, _ := os.Readlink("/proc/self/ns/mnt")
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if m, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/mnt", bg.Process.Pid)); err == nil && m != hostMnt {
+			break
+		}
+	}
 
 	snap := takeSnapshot(c)
 	snap.pids = append(snap.pids, bg.Process.Pid)

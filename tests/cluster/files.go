@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"ocf-csync/tests/netns"
 )
 
 const sshdPath = "/usr/sbin/sshd"
@@ -15,7 +17,7 @@ const sshdPath = "/usr/sbin/sshd"
 // /etc/hosts and known_hosts.
 func (c *Cluster) makeFiles(ctx context.Context, skip []int) error {
 	clientKey := filepath.Join(c.dir, "id_ed25519")
-	pub, err := keygen(ctx, clientKey, "ocf-csync-cluster-"+c.tag)
+	pub, err := netns.Keygen(ctx, clientKey, "ocf-csync-cluster-"+c.tag)
 	if err != nil {
 		return err
 	}
@@ -38,7 +40,7 @@ func (c *Cluster) makeFiles(ctx context.Context, skip []int) error {
 				return fmt.Errorf("create node dir: %w", err)
 			}
 		}
-		hk, err := keygen(ctx, filepath.Join(n.Dir, "ssh_host_ed25519_key"), "root@"+n.Name)
+		hk, err := netns.Keygen(ctx, filepath.Join(n.Dir, "ssh_host_ed25519_key"), "root@"+n.Name)
 		if err != nil {
 			return err
 		}
@@ -61,23 +63,6 @@ func (c *Cluster) makeFiles(ctx context.Context, skip []int) error {
 		}
 	}
 	return c.WriteKnownHosts(skip...)
-}
-
-// keygen creates an ed25519 key pair at path and returns the public key as
-// "ssh-ed25519 BASE64" (comment dropped).
-func keygen(ctx context.Context, path, comment string) (string, error) {
-	if _, err := run(ctx, "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", path); err != nil {
-		return "", fmt.Errorf("generate key %s: %w", path, err)
-	}
-	b, err := os.ReadFile(path + ".pub")
-	if err != nil {
-		return "", fmt.Errorf("read public key: %w", err)
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 2 {
-		return "", fmt.Errorf("public key %s.pub is malformed: %q", path, b)
-	}
-	return f[0] + " " + f[1], nil
 }
 
 func (n *Node) sshdConfig() string {

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"syscall"
+
+	"ocf-csync/tests/netns"
 )
 
 // The host mount points (/etc/ocf-csync, …) are shared by every cluster on
@@ -28,33 +30,11 @@ type hostMounts struct {
 	users *os.File // shared lock held while the cluster runs
 }
 
-// lockFile opens path and flocks it with how.
-func lockFile(path string, how int) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("open lock %s: %w", path, err)
-	}
-	if err := flock(f, how); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("lock %s: %w", path, err)
-	}
-	return f, nil
-}
-
-func flock(f *os.File, how int) error {
-	for {
-		err := syscall.Flock(int(f.Fd()), how)
-		if !errors.Is(err, syscall.EINTR) {
-			return err
-		}
-	}
-}
-
 // acquireHostMounts makes sure the host mount points exist, recording the
 // directories it had to create, and registers this cluster as a user. The
 // caller holds the mutex.
 func acquireHostMounts() (*hostMounts, error) {
-	users, err := lockFile(usersPath, syscall.LOCK_SH)
+	users, err := netns.LockFile(usersPath, syscall.LOCK_SH)
 	if err != nil {
 		return nil, fmt.Errorf("host mount points: %w", err)
 	}
@@ -112,7 +92,7 @@ func (h *hostMounts) release() (last bool, err error) {
 	if h.users == nil {
 		return false, nil
 	}
-	mu, err := lockFile(mutexPath, syscall.LOCK_EX)
+	mu, err := netns.LockFile(mutexPath, syscall.LOCK_EX)
 	if err != nil {
 		h.users.Close()
 		h.users = nil
@@ -120,7 +100,7 @@ func (h *hostMounts) release() (last bool, err error) {
 	}
 	defer mu.Close()
 	// Upgrading succeeds only when no other cluster holds its shared lock.
-	last = flock(h.users, syscall.LOCK_EX|syscall.LOCK_NB) == nil
+	last = netns.Flock(h.users, syscall.LOCK_EX|syscall.LOCK_NB) == nil
 	h.users.Close()
 	h.users = nil
 	if !last {

@@ -6,74 +6,23 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"runtime"
-	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"ocf-csync/tests/netns"
 )
 
 // makeNetwork creates the hub netns with bridge br0 and, per node, a netns
-// whose eth0 is a veth into the bridge. Everything is created inside the new
-// namespaces, never in the host's: the veth pair is born in the node netns
-// with its peer placed directly in the hub.
+// whose eth0 is a veth into the bridge (see netns.Network).
 func (c *Cluster) makeNetwork(ctx context.Context) error {
-	if err := c.addNetns(ctx, c.hub); err != nil {
+	if err := c.net.CreateHub(ctx); err != nil {
 		return err
 	}
-	hubScript := "link add br0 type bridge\nlink set br0 up\nlink set lo up\n"
-	if err := ipBatch(ctx, c.hub, hubScript); err != nil {
-		return fmt.Errorf("create bridge in %s: %w", c.hub, err)
-	}
 	for _, n := range c.nodes {
-		if err := c.addNetns(ctx, n.Netns); err != nil {
+		if err := c.net.AddNode(ctx, n.Name, n.Netns, fmt.Sprintf("n%d", n.Index), n.Addr); err != nil {
 			return err
 		}
-		port := fmt.Sprintf("n%d", n.Index)
-		// Sysctls before the veth exists so eth0 inherits the defaults too.
-		// lo shrinks to 127.0.0.1/32, else "local 127.0.0.0/8 dev lo" would
-		// swallow every 127.1.X.N; route_localnet lets 127.x cross the veth.
-		script := `set -e
-for f in /proc/sys/net/ipv6/conf/all/disable_ipv6 /proc/sys/net/ipv6/conf/default/disable_ipv6 \
-         /proc/sys/net/ipv4/conf/all/route_localnet /proc/sys/net/ipv4/conf/default/route_localnet; do
-  [ -e "$f" ] && echo 1 >"$f"
-done
-ip link add eth0 type veth peer name ` + port + ` netns ` + c.hub + `
-echo 1 >/proc/sys/net/ipv4/conf/eth0/route_localnet
-ip link set lo up
-ip addr del 127.0.0.1/8 dev lo
-ip addr add 127.0.0.1/32 dev lo
-ip addr add ` + n.Addr + `/24 dev eth0
-ip link set eth0 up
-`
-		if _, err := run(ctx, "ip", "netns", "exec", n.Netns, "sh", "-c", script); err != nil {
-			return fmt.Errorf("set up network of %s: %w", n.Name, err)
-		}
-		if err := ipBatch(ctx, c.hub, "link set "+port+" master br0\nlink set "+port+" up\n"); err != nil {
-			return fmt.Errorf("attach %s to bridge: %w", n.Name, err)
-		}
-	}
-	return nil
-}
-
-// addNetns creates a network namespace and records it for Close.
-func (c *Cluster) addNetns(ctx context.Context, name string) error {
-	if _, err := run(ctx, "ip", "netns", "add", name); err != nil {
-		return fmt.Errorf("create network namespace: %w", err)
-	}
-	c.mu.Lock()
-	c.netns = append(c.netns, name)
-	c.mu.Unlock()
-	return nil
-}
-
-// ipBatch runs ip commands inside netns ns.
-func ipBatch(ctx context.Context, ns, script string) error {
-	cmd := exec.CommandContext(ctx, "ip", "-n", ns, "-batch", "-")
-	cmd.Stdin = strings.NewReader(script)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("ip -n %s -batch: %w: %s", ns, err, strings.TrimSpace(string(out)))
 	}
 	return nil
 }
@@ -127,7 +76,7 @@ func (n *Node) DialContext(ctx context.Context, network, addr string) (net.Conn,
 
 // LinkCounters returns the byte counters of the node's eth0.
 func (n *Node) LinkCounters() (rx, tx uint64, err error) {
-	out, err := run(context.Background(), "ip", "-n", n.Netns, "-s", "-j", "link", "show", "dev", "eth0")
+	out, err := netns.Run(context.Background(), "ip", "-n", n.Netns, "-s", "-j", "link", "show", "dev", "eth0")
 	if err != nil {
 		return 0, 0, fmt.Errorf("link counters of %s: %w", n.Name, err)
 	}
@@ -150,7 +99,7 @@ func (n *Node) SetLink(up bool) error {
 	if up {
 		state = "up"
 	}
-	if _, err := run(context.Background(), "ip", "-n", n.c.hub, "link", "set", fmt.Sprintf("n%d", n.Index), state); err != nil {
+	if _, err := netns.Run(context.Background(), "ip", "-n", n.c.net.Hub, "link", "set", fmt.Sprintf("n%d", n.Index), state); err != nil {
 		return fmt.Errorf("set link of %s %s: %w", n.Name, state, err)
 	}
 	return nil

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"ocf-csync/tests/netns"
 )
 
 // nodePATH is the PATH of commands run on a node.
@@ -32,37 +34,14 @@ func (n *Node) startHolder(ctx context.Context) error {
 	fmt.Fprintf(&script, "hostname %s\n", n.Name)
 	script.WriteString("echo ready\nexec sleep infinity </dev/null >/dev/null 2>&1\n")
 
-	logPath := filepath.Join(n.Dir, "holder.log")
-	lf, err := os.Create(logPath)
+	p, err := netns.StartHolder(ctx, n.Netns, script.String(), filepath.Join(n.Dir, "holder.log"), readyTimeout)
+	if p != nil {
+		n.mu.Lock()
+		n.holder = p
+		n.mu.Unlock()
+	}
 	if err != nil {
 		return fmt.Errorf("start %s: %w", n.Name, err)
-	}
-	defer lf.Close()
-	r, w, err := os.Pipe()
-	if err != nil {
-		return fmt.Errorf("start %s: %w", n.Name, err)
-	}
-	defer r.Close()
-	cmd := exec.Command("ip", "netns", "exec", n.Netns,
-		"unshare", "-m", "-u", "--propagation", "private", "sh", "-c", script.String())
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, w, lf
-	p, err := startProc(cmd)
-	w.Close()
-	if err != nil {
-		return fmt.Errorf("start %s: %w", n.Name, err)
-	}
-	n.mu.Lock()
-	n.holder = p
-	n.mu.Unlock()
-
-	deadline := time.Now().Add(readyTimeout)
-	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
-		deadline = d
-	}
-	r.SetReadDeadline(deadline)
-	line, err := bufio.NewReader(r).ReadString('\n')
-	if line != "ready\n" {
-		return fmt.Errorf("start %s: namespace holder did not get ready (%v): %s", n.Name, err, tail(logPath, 5))
 	}
 	return nil
 }
@@ -74,13 +53,13 @@ func (n *Node) holderPID() int {
 	if n.holder == nil {
 		return 0
 	}
-	return n.holder.pid()
+	return n.holder.PID()
 }
 
 // startSSHD starts sshd inside the node and waits until it greets.
 func (n *Node) startSSHD(ctx context.Context) error {
 	n.mu.Lock()
-	if n.sshd != nil && !n.sshd.exited() {
+	if n.sshd != nil && !n.sshd.Exited() {
 		n.mu.Unlock()
 		return nil
 	}
@@ -98,18 +77,18 @@ func (n *Node) startSSHD(ctx context.Context) error {
 	cmd := exec.Command("nsenter", "-t", strconv.Itoa(hp), "-n", "-m", "-u", "--",
 		sshdPath, "-D", "-e", "-f", filepath.Join(n.Dir, "sshd_config"))
 	cmd.Stdout, cmd.Stderr = lf, lf
-	p, err := startProc(cmd)
+	p, err := netns.StartProc(cmd)
 	if err != nil {
 		return fmt.Errorf("start sshd on %s: %w", n.Name, err)
 	}
 	n.mu.Lock()
-	n.sshd, n.PID = p, p.pid() // nsenter execs sshd, so this is sshd's PID
+	n.sshd, n.PID = p, p.PID() // nsenter execs sshd, so this is sshd's PID
 	n.mu.Unlock()
 
 	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
 	defer cancel()
 	for {
-		if p.exited() {
+		if p.Exited() {
 			return fmt.Errorf("start sshd on %s: sshd exited: %s", n.Name, tail(logPath, 5))
 		}
 		if err := n.greets(ctx); err == nil {
@@ -152,7 +131,7 @@ func (n *Node) StopSSHD() error {
 	if p == nil {
 		return nil
 	}
-	if err := terminate([]*proc{p}, descendants(p.pid())); err != nil {
+	if err := netns.Terminate([]*netns.Proc{p}, netns.Descendants(p.PID()), killGrace); err != nil {
 		return fmt.Errorf("stop sshd on %s: %w", n.Name, err)
 	}
 	return nil
@@ -203,23 +182,23 @@ func (n *Node) kill() error {
 	sshd, holder := n.sshd, n.holder
 	n.sshd, n.PID = nil, 0
 	n.mu.Unlock()
-	var own []*proc
-	var others []pidRef
+	var own []*netns.Proc
+	var others []netns.PIDRef
 	if sshd != nil {
 		own = append(own, sshd)
-		others = append(others, descendants(sshd.pid())...)
+		others = append(others, netns.Descendants(sshd.PID())...)
 	}
 	if holder != nil {
 		own = append(own, holder)
-		if !holder.exited() {
-			for _, r := range nsMembers(holder.pid()) {
-				if sshd == nil || r.pid != sshd.pid() {
+		if !holder.Exited() {
+			for _, r := range netns.MountNSMembers(holder.PID()) {
+				if sshd == nil || r.PID != sshd.PID() {
 					others = append(others, r)
 				}
 			}
 		}
 	}
-	if err := terminate(own, others); err != nil {
+	if err := netns.Terminate(own, others, killGrace); err != nil {
 		return fmt.Errorf("stop %s: %w", n.Name, err)
 	}
 	n.mu.Lock()
@@ -252,14 +231,8 @@ func (c *Cluster) close() error {
 	for range c.nodes {
 		<-done
 	}
-	c.mu.Lock()
-	netns := c.netns
-	c.netns = nil
-	c.mu.Unlock()
-	for i := len(netns) - 1; i >= 0; i-- {
-		if _, err := run(context.Background(), "ip", "netns", "del", netns[i]); err != nil {
-			errs = append(errs, fmt.Errorf("delete network namespace: %w", err))
-		}
+	if err := c.net.Delete(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.hostMP != nil {
 		last, err := c.hostMP.release()

@@ -1,17 +1,16 @@
 package cluster
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"syscall"
-	"time"
+
+	"ocf-csync/tests/netns"
 )
 
 // Cluster dirs live in a fixed place, not $TMPDIR, so every process finds
@@ -19,7 +18,7 @@ import (
 const (
 	clusterDirBase   = "/tmp"
 	clusterDirPrefix = "ocf-csync-cluster-"
-	netnsDir         = "/run/netns"
+	netnsDir         = netns.Dir
 )
 
 var (
@@ -35,7 +34,7 @@ func Sweep(log io.Writer) error {
 	if log == nil {
 		log = io.Discard
 	}
-	mu, err := lockFile(mutexPath, syscall.LOCK_EX)
+	mu, err := netns.LockFile(mutexPath, syscall.LOCK_EX)
 	if err != nil {
 		return fmt.Errorf("sweep stale clusters: %w", err)
 	}
@@ -57,7 +56,7 @@ func sweep(log io.Writer) error {
 		}
 		f, err := os.OpenFile(filepath.Join(dir, "alive"), os.O_RDWR, 0)
 		if err == nil {
-			if flock(f, syscall.LOCK_EX|syscall.LOCK_NB) != nil {
+			if netns.Flock(f, syscall.LOCK_EX|syscall.LOCK_NB) != nil {
 				f.Close()
 				live[tag] = true
 				continue
@@ -87,7 +86,7 @@ func sweep(log io.Writer) error {
 	}
 	for _, ns := range names {
 		fmt.Fprintf(log, "cluster: sweeping stale network namespace %s\n", ns)
-		if err := sweepNetns(ns); err != nil {
+		if err := netns.SweepNetns(ns); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -102,36 +101,4 @@ func sweep(log io.Writer) error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// sweepNetns kills the processes left in a stale namespace by PID and
-// deletes it.
-func sweepNetns(ns string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	out, err := run(ctx, "ip", "netns", "pids", ns)
-	if err != nil {
-		return fmt.Errorf("sweep %s: %w", ns, err)
-	}
-	var refs []pidRef
-	for _, f := range strings.Fields(out) {
-		pid, err := strconv.Atoi(f)
-		if err != nil {
-			continue
-		}
-		if _, _, start, err := procStat(pid); err == nil {
-			refs = append(refs, pidRef{pid, start})
-		}
-	}
-	// Nobody is waiting for these orphans to shut down cleanly.
-	for _, r := range refs {
-		r.signal(syscall.SIGKILL)
-	}
-	if !waitGone(nil, refs, time.Now().Add(killGrace)) {
-		return fmt.Errorf("sweep %s: processes survived SIGKILL", ns)
-	}
-	if _, err := run(ctx, "ip", "netns", "del", ns); err != nil {
-		return fmt.Errorf("sweep: %w", err)
-	}
-	return nil
 }

@@ -1,7 +1,6 @@
 package pcmk
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"ocf-csync/ha"
+	"ocf-csync/tests/netns"
 )
 
 // nodePATH is the PATH of commands run on a node.
@@ -46,10 +46,10 @@ type Node struct {
 
 	c          *Cluster
 	mu         sync.Mutex
-	holder     *proc
-	corosync   *proc
-	pacemakerd *proc
-	sshd       *proc
+	holder     *netns.Proc
+	corosync   *netns.Proc
+	pacemakerd *netns.Proc
+	sshd       *netns.Proc
 }
 
 // startHolder starts the process owning the node's mount and UTS
@@ -75,37 +75,14 @@ mount -t tmpfs -o mode=1777 tmpfs /dev/shm
 	fmt.Fprintf(&s, "hostname %s\n", n.Name)
 	s.WriteString("echo ready\nexec sleep infinity </dev/null >/dev/null 2>&1\n")
 
-	logPath := filepath.Join(n.Dir, "holder.log")
-	lf, err := os.Create(logPath)
+	p, err := netns.StartHolder(ctx, n.Netns, s.String(), filepath.Join(n.Dir, "holder.log"), holderTimeout)
+	if p != nil {
+		n.mu.Lock()
+		n.holder = p
+		n.mu.Unlock()
+	}
 	if err != nil {
 		return fmt.Errorf("start %s: %w", n.Name, err)
-	}
-	defer lf.Close()
-	r, w, err := os.Pipe()
-	if err != nil {
-		return fmt.Errorf("start %s: %w", n.Name, err)
-	}
-	defer r.Close()
-	// Without --fork ip, unshare, sh and sleep are one PID: the one kept.
-	cmd := exec.Command("ip", "netns", "exec", n.Netns,
-		"unshare", "-m", "-u", "--propagation", "private", "sh", "-c", s.String())
-	cmd.Stdout, cmd.Stderr = w, lf
-	p, err := startProc(cmd)
-	w.Close()
-	if err != nil {
-		return fmt.Errorf("start %s: %w", n.Name, err)
-	}
-	n.mu.Lock()
-	n.holder = p
-	n.mu.Unlock()
-	deadline := time.Now().Add(holderTimeout)
-	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
-		deadline = d
-	}
-	r.SetReadDeadline(deadline)
-	line, err := bufio.NewReader(r).ReadString('\n')
-	if line != "ready\n" {
-		return fmt.Errorf("start %s: namespace holder did not get ready (%v): %s", n.Name, err, tail(logPath, 5))
 	}
 	return nil
 }
@@ -116,14 +93,14 @@ func (n *Node) holderPID() int {
 	if n.holder == nil {
 		return 0
 	}
-	return n.holder.pid()
+	return n.holder.PID()
 }
 
 // StackRunning reports whether this node's corosync and pacemakerd run.
 func (n *Node) StackRunning() bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return n.corosync != nil && !n.corosync.exited() && n.pacemakerd != nil && !n.pacemakerd.exited()
+	return n.corosync != nil && !n.corosync.Exited() && n.pacemakerd != nil && !n.pacemakerd.Exited()
 }
 
 // Pids returns the PIDs of the node's corosync and pacemakerd (0 when not
@@ -131,11 +108,11 @@ func (n *Node) StackRunning() bool {
 func (n *Node) Pids() (corosync, pacemakerd int) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.corosync != nil && !n.corosync.exited() {
-		corosync = n.corosync.pid()
+	if n.corosync != nil && !n.corosync.Exited() {
+		corosync = n.corosync.PID()
 	}
-	if n.pacemakerd != nil && !n.pacemakerd.exited() {
-		pacemakerd = n.pacemakerd.pid()
+	if n.pacemakerd != nil && !n.pacemakerd.Exited() {
+		pacemakerd = n.pacemakerd.PID()
 	}
 	return
 }
@@ -161,7 +138,7 @@ func (n *Node) StartStack(ctx context.Context) error {
 	wctx, cancel := context.WithTimeout(ctx, corosyncTimeout)
 	defer cancel()
 	for {
-		if cs.exited() {
+		if cs.Exited() {
 			return fmt.Errorf("start corosync on %s: it exited: %s | %s", n.Name,
 				tail(filepath.Join(n.Dir, "corosync.out"), 5), tail(n.LogPath(CorosyncLog), 5))
 		}
@@ -184,7 +161,7 @@ func (n *Node) StartStack(ctx context.Context) error {
 
 // startDaemon runs argv on the node as a child of the test process
 // (nsenter execs it, so the PID is the daemon's), output to Dir/NAME.out.
-func (n *Node) startDaemon(name string, argv, env []string) (*proc, error) {
+func (n *Node) startDaemon(name string, argv, env []string) (*netns.Proc, error) {
 	lf, err := os.OpenFile(filepath.Join(n.Dir, name+".out"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("start %s on %s: %w", name, n.Name, err)
@@ -193,7 +170,7 @@ func (n *Node) startDaemon(name string, argv, env []string) (*proc, error) {
 	cmd := exec.Command("nsenter", append([]string{"-t", strconv.Itoa(n.holderPID()), "-n", "-m", "-u", "--"}, argv...)...)
 	cmd.Env = append([]string{"PATH=" + nodePATH}, env...)
 	cmd.Stdout, cmd.Stderr = lf, lf
-	p, err := startProc(cmd)
+	p, err := netns.StartProc(cmd)
 	if err != nil {
 		return nil, fmt.Errorf("start %s on %s: %w", name, n.Name, err)
 	}
@@ -208,15 +185,15 @@ func (n *Node) Crash() error {
 	cs, pd := n.corosync, n.pacemakerd
 	n.corosync, n.pacemakerd = nil, nil
 	n.mu.Unlock()
-	var own []*proc
-	var others []pidRef
-	for _, p := range []*proc{pd, cs} {
+	var own []*netns.Proc
+	var others []netns.PIDRef
+	for _, p := range []*netns.Proc{pd, cs} {
 		if p != nil {
 			own = append(own, p)
-			others = append(others, descendants(p.pid())...)
+			others = append(others, netns.Descendants(p.PID())...)
 		}
 	}
-	if err := terminate(own, others, 0); err != nil {
+	if err := netns.Terminate(own, others, 0); err != nil {
 		return fmt.Errorf("crash %s: %w", n.Name, err)
 	}
 	return nil
@@ -231,10 +208,10 @@ func (n *Node) StopStack() error {
 	n.mu.Unlock()
 	var errs []error
 	if pd != nil {
-		errs = append(errs, terminate([]*proc{pd}, descendants(pd.pid()), stopGrace))
+		errs = append(errs, netns.Terminate([]*netns.Proc{pd}, netns.Descendants(pd.PID()), stopGrace))
 	}
 	if cs != nil {
-		errs = append(errs, terminate([]*proc{cs}, descendants(cs.pid()), stopGrace))
+		errs = append(errs, netns.Terminate([]*netns.Proc{cs}, netns.Descendants(cs.PID()), stopGrace))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("stop the stack of %s: %w", n.Name, err)
@@ -253,11 +230,11 @@ func (n *Node) kill() error {
 	if holder == nil {
 		return err
 	}
-	var others []pidRef
-	if !holder.exited() {
-		others = nsMembers(holder.pid())
+	var others []netns.PIDRef
+	if !holder.Exited() {
+		others = netns.MountNSMembers(holder.PID())
 	}
-	return errors.Join(err, terminate([]*proc{holder}, others, 0))
+	return errors.Join(err, netns.Terminate([]*netns.Proc{holder}, others, 0))
 }
 
 // Command prepares name to run inside the node (network, mounts, hostname)

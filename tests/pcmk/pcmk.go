@@ -23,10 +23,7 @@
 package pcmk
 
 import (
-	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -40,6 +37,7 @@ import (
 	"time"
 
 	"ocf-csync/ha"
+	"ocf-csync/tests/netns"
 )
 
 // MaxNodes bounds Options.Nodes (node ids 1 … MaxNodes).
@@ -60,7 +58,7 @@ var privateDirs = []string{
 const (
 	dirBase   = "/tmp"
 	dirPrefix = "ocf-csync-pcmk-"
-	netnsDir  = "/run/netns"
+	netnsDir  = netns.Dir
 	mutexPath = "/run/ocf-csync-pcmk.mutex"
 )
 
@@ -92,13 +90,12 @@ type Cluster struct {
 	tag    string
 	subnet int // X in 127.1.X.N
 	dir    string
-	hub    string
+	net    netns.Network // hub and node namespaces
 	log    io.Writer
 	opts   Options
 	nodes  []*Node
 	alive  *os.File // lock on dir/alive held while the cluster exists
 	mu     sync.Mutex
-	netns  []string // created network namespaces, hub first
 	hostMP *os.File // shared lock on the host mount points (SSHD)
 	closed sync.Once
 	cerr   error
@@ -309,7 +306,7 @@ func (c *Cluster) WaitFormed(ctx context.Context) error {
 
 // claim sweeps up clusters of dead processes and picks a free tag.
 func (c *Cluster) claim() error {
-	mu, err := lockFile(mutexPath, syscall.LOCK_EX)
+	mu, err := netns.LockFile(mutexPath, syscall.LOCK_EX)
 	if err != nil {
 		return fmt.Errorf("start Pacemaker cluster: %w", err)
 	}
@@ -317,35 +314,13 @@ func (c *Cluster) claim() error {
 	if err := sweep(c.log); err != nil {
 		c.logf("pcmk: sweeping stale clusters: %v", err)
 	}
-	for range 20 {
-		var b [4]byte
-		if _, err := rand.Read(b[:]); err != nil {
-			return fmt.Errorf("start Pacemaker cluster: random tag: %w", err)
-		}
-		v := binary.BigEndian.Uint32(b[:])
-		tag := fmt.Sprintf("%05x", v&0xfffff) // "pm"+tag+"n16" fits IFNAMSIZ-ish limits
-		dir := filepath.Join(dirBase, dirPrefix+tag)
-		if err := os.Mkdir(dir, 0o755); err != nil {
-			if errors.Is(err, os.ErrExist) {
-				continue
-			}
-			return fmt.Errorf("start Pacemaker cluster: create %s: %w", dir, err)
-		}
-		hub := "pm" + tag + "hub"
-		if _, err := os.Stat(filepath.Join(netnsDir, hub)); err == nil {
-			os.Remove(dir)
-			continue
-		}
-		alive, err := lockFile(filepath.Join(dir, "alive"), syscall.LOCK_EX)
-		if err != nil {
-			os.Remove(dir)
-			return fmt.Errorf("start Pacemaker cluster: %w", err)
-		}
-		c.tag, c.dir, c.hub, c.alive = tag, dir, hub, alive
-		c.subnet = int(v>>20)%250 + 1
-		return nil
+	cl, err := netns.ClaimTag(dirBase, dirPrefix, "pm")
+	if err != nil {
+		return fmt.Errorf("start Pacemaker cluster: %w", err)
 	}
-	return fmt.Errorf("start Pacemaker cluster: no free tag after 20 tries; remove stale %s/%s* dirs and `ip netns list | grep ^pm` namespaces", dirBase, dirPrefix)
+	c.tag, c.subnet, c.dir, c.alive = cl.Tag, cl.Subnet, cl.Dir, cl.Alive
+	c.net.Hub = cl.Hub
+	return nil
 }
 
 func (c *Cluster) logf(format string, args ...any) {
@@ -389,14 +364,8 @@ func (c *Cluster) close() error {
 		}()
 	}
 	wg.Wait()
-	c.mu.Lock()
-	netns := c.netns
-	c.netns = nil
-	c.mu.Unlock()
-	for i := len(netns) - 1; i >= 0; i-- {
-		if _, err := run(context.Background(), "ip", "netns", "del", netns[i]); err != nil {
-			errs = append(errs, fmt.Errorf("delete network namespace: %w", err))
-		}
+	if err := c.net.Delete(); err != nil {
+		errs = append(errs, err)
 	}
 	if err := c.releaseHostMounts(); err != nil {
 		errs = append(errs, err)
@@ -418,18 +387,6 @@ func (c *Cluster) close() error {
 	return nil
 }
 
-// run runs a host-side helper and returns its stdout; the error carries
-// the command line and its stderr.
-func run(ctx context.Context, name string, args ...string) (string, error) {
-	cmd := exec.CommandContext(ctx, name, args...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Run(); err != nil {
-		return out.String(), fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, strings.TrimSpace(errb.String()))
-	}
-	return out.String(), nil
-}
-
 func shellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
@@ -445,22 +402,4 @@ func tail(path string, max int) string {
 		lines = lines[len(lines)-max:]
 	}
 	return strings.Join(lines, "\n")
-}
-
-func lockFile(path string, how int) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("open lock %s: %w", path, err)
-	}
-	for {
-		err = syscall.Flock(int(f.Fd()), how)
-		if !errors.Is(err, syscall.EINTR) {
-			break
-		}
-	}
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("lock %s: %w", path, err)
-	}
-	return f, nil
 }

@@ -12,7 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"time"
+
+	"ocf-csync/tests/netns"
 )
 
 // subdir names a private in-node directory's source under the node dir:
@@ -123,7 +124,7 @@ logging {
 // seedCIB writes an empty CIB with the cluster options set, so that the
 // controller does not sit out the default 20 s dc-deadtime.
 func (c *Cluster) seedCIB(ctx context.Context, path string, uid, gid int) error {
-	out, err := run(ctx, "cibadmin", "--empty")
+	out, err := netns.Run(ctx, "cibadmin", "--empty")
 	if err != nil {
 		return err
 	}
@@ -145,60 +146,15 @@ func (c *Cluster) seedCIB(ctx context.Context, path string, uid, gid int) error 
 }
 
 // makeNetwork creates the hub netns with bridge br0 and per node a netns
-// whose eth0 is a veth into the bridge, all inside the new namespaces.
+// whose eth0 is a veth into the bridge (see netns.Network).
 func (c *Cluster) makeNetwork(ctx context.Context) error {
-	if err := c.addNetns(ctx, c.hub); err != nil {
+	if err := c.net.CreateHub(ctx); err != nil {
 		return err
 	}
-	if err := ipBatch(ctx, c.hub, "link add br0 type bridge\nlink set br0 up\nlink set lo up\n"); err != nil {
-		return fmt.Errorf("create bridge in %s: %w", c.hub, err)
-	}
 	for _, n := range c.nodes {
-		if err := c.addNetns(ctx, n.Netns); err != nil {
+		if err := c.net.AddNode(ctx, n.Name, n.Netns, fmt.Sprintf("n%d", n.Index), n.Addr); err != nil {
 			return err
 		}
-		port := fmt.Sprintf("n%d", n.Index)
-		// lo shrinks to 127.0.0.1/32, else "local 127.0.0.0/8 dev lo" would
-		// swallow every 127.1.X.N; route_localnet lets 127.x cross the veth.
-		script := `set -e
-for f in /proc/sys/net/ipv6/conf/all/disable_ipv6 /proc/sys/net/ipv6/conf/default/disable_ipv6 \
-         /proc/sys/net/ipv4/conf/all/route_localnet /proc/sys/net/ipv4/conf/default/route_localnet; do
-  [ -e "$f" ] && echo 1 >"$f"
-done
-ip link add eth0 type veth peer name ` + port + ` netns ` + c.hub + `
-echo 1 >/proc/sys/net/ipv4/conf/eth0/route_localnet
-ip link set lo up
-ip addr del 127.0.0.1/8 dev lo
-ip addr add 127.0.0.1/32 dev lo
-ip addr add ` + n.Addr + `/24 dev eth0
-ip link set eth0 up
-`
-		if _, err := run(ctx, "ip", "netns", "exec", n.Netns, "sh", "-c", script); err != nil {
-			return fmt.Errorf("set up network of %s: %w", n.Name, err)
-		}
-		if err := ipBatch(ctx, c.hub, "link set "+port+" master br0\nlink set "+port+" up\n"); err != nil {
-			return fmt.Errorf("attach %s to bridge: %w", n.Name, err)
-		}
-	}
-	return nil
-}
-
-func (c *Cluster) addNetns(ctx context.Context, name string) error {
-	if _, err := run(ctx, "ip", "netns", "add", name); err != nil {
-		return fmt.Errorf("create network namespace: %w", err)
-	}
-	c.mu.Lock()
-	c.netns = append(c.netns, name)
-	c.mu.Unlock()
-	return nil
-}
-
-func ipBatch(ctx context.Context, ns, script string) error {
-	cmd := exec.CommandContext(ctx, "ip", "-n", ns, "-batch", "-")
-	cmd.Stdin = strings.NewReader(script)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("ip -n %s -batch: %w: %s", ns, err, strings.TrimSpace(string(out)))
 	}
 	return nil
 }
@@ -210,7 +166,7 @@ func (n *Node) SetLink(up bool) error {
 	if up {
 		state = "up"
 	}
-	if _, err := run(context.Background(), "ip", "-n", n.c.hub, "link", "set", fmt.Sprintf("n%d", n.Index), state); err != nil {
+	if _, err := netns.Run(context.Background(), "ip", "-n", n.c.net.Hub, "link", "set", fmt.Sprintf("n%d", n.Index), state); err != nil {
 		return fmt.Errorf("set link of %s %s: %w", n.Name, state, err)
 	}
 	return nil
@@ -262,7 +218,7 @@ func sweep(log io.Writer) error {
 			continue
 		}
 		fmt.Fprintf(log, "pcmk: sweeping stale network namespace %s\n", e.Name())
-		if err := sweepNetns(e.Name()); err != nil {
+		if err := netns.SweepNetns(e.Name()); err != nil {
 			errs = append(errs, err.Error())
 		}
 	}
@@ -277,32 +233,6 @@ func sweep(log io.Writer) error {
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("sweep: %s", strings.Join(errs, "; "))
-	}
-	return nil
-}
-
-func sweepNetns(ns string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	out, err := run(ctx, "ip", "netns", "pids", ns)
-	if err != nil {
-		return fmt.Errorf("sweep %s: %w", ns, err)
-	}
-	var refs []pidRef
-	for _, f := range strings.Fields(out) {
-		pid, err := strconv.Atoi(f)
-		if err != nil {
-			continue
-		}
-		if _, _, start, err := procStat(pid); err == nil {
-			refs = append(refs, pidRef{pid, start})
-		}
-	}
-	if err := terminate(nil, refs, 0); err != nil {
-		return fmt.Errorf("sweep %s: %w", ns, err)
-	}
-	if _, err := run(ctx, "ip", "netns", "del", ns); err != nil {
-		return fmt.Errorf("sweep: %w", err)
 	}
 	return nil
 }

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"ocf-csync/tests/netns"
 )
 
 // In-node paths private to each node when Options.SSHD is set (the same
@@ -83,17 +85,17 @@ func (n *Node) SSHDLog() string { return filepath.Join(n.Dir, "sshd.out") }
 func (n *Node) SSHDPid() int {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.sshd == nil || n.sshd.exited() {
+	if n.sshd == nil || n.sshd.Exited() {
 		return 0
 	}
-	return n.sshd.pid()
+	return n.sshd.PID()
 }
 
 // makeSSHFiles writes the client key, every node's host key, sshd_config,
 // authorized_keys, /etc/hosts and known_hosts.
 func (c *Cluster) makeSSHFiles(ctx context.Context) error {
 	clientKey := filepath.Join(c.dir, "id_ed25519")
-	pub, err := keygen(ctx, clientKey, "ocf-csync-pcmk-"+c.tag)
+	pub, err := netns.Keygen(ctx, clientKey, "ocf-csync-pcmk-"+c.tag)
 	if err != nil {
 		return err
 	}
@@ -108,7 +110,7 @@ func (c *Cluster) makeSSHFiles(ctx context.Context) error {
 	}
 	hostKeys := make([]string, len(c.nodes))
 	for i, n := range c.nodes {
-		if hostKeys[i], err = keygen(ctx, filepath.Join(n.Dir, "ssh_host_ed25519_key"), "root@"+n.Name); err != nil {
+		if hostKeys[i], err = netns.Keygen(ctx, filepath.Join(n.Dir, "ssh_host_ed25519_key"), "root@"+n.Name); err != nil {
 			return err
 		}
 	}
@@ -136,23 +138,6 @@ func (c *Cluster) makeSSHFiles(ctx context.Context) error {
 		}
 	}
 	return nil
-}
-
-// keygen creates an ed25519 key pair at path and returns the public key as
-// "ssh-ed25519 BASE64".
-func keygen(ctx context.Context, path, comment string) (string, error) {
-	if _, err := run(ctx, "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", path); err != nil {
-		return "", fmt.Errorf("generate key %s: %w", path, err)
-	}
-	b, err := os.ReadFile(path + ".pub")
-	if err != nil {
-		return "", fmt.Errorf("read public key: %w", err)
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 2 {
-		return "", fmt.Errorf("public key %s.pub is malformed: %q", path, b)
-	}
-	return f[0] + " " + f[1], nil
 }
 
 func (n *Node) sshdConfig() string {
@@ -198,7 +183,7 @@ func (n *Node) StartSSHD(ctx context.Context) error {
 	wctx, cancel := context.WithTimeout(ctx, sshdTimeout)
 	defer cancel()
 	for {
-		if p.exited() {
+		if p.Exited() {
 			return fmt.Errorf("start sshd on %s: it exited: %s", n.Name, tail(n.SSHDLog(), 5))
 		}
 		out, _, err := n.Run(wctx, "ssh-keyscan", "-T", "1", "-t", "ed25519", n.Addr)
@@ -222,7 +207,7 @@ func (n *Node) StopSSHD() error {
 	if p == nil {
 		return nil
 	}
-	if err := terminate([]*proc{p}, descendants(p.pid()), 2*time.Second); err != nil {
+	if err := netns.Terminate([]*netns.Proc{p}, netns.Descendants(p.PID()), 2*time.Second); err != nil {
 		return fmt.Errorf("stop sshd on %s: %w", n.Name, err)
 	}
 	return nil
@@ -244,12 +229,12 @@ const (
 // acquireHostMounts makes sure the host mount points exist and registers
 // the cluster as their user until releaseHostMounts.
 func (c *Cluster) acquireHostMounts() error {
-	mu, err := lockFile(hostMPMutex, syscall.LOCK_EX)
+	mu, err := netns.LockFile(hostMPMutex, syscall.LOCK_EX)
 	if err != nil {
 		return fmt.Errorf("host mount points: %w", err)
 	}
 	defer mu.Close()
-	users, err := lockFile(hostMPUsers, syscall.LOCK_SH)
+	users, err := netns.LockFile(hostMPUsers, syscall.LOCK_SH)
 	if err != nil {
 		return fmt.Errorf("host mount points: %w", err)
 	}
@@ -291,14 +276,14 @@ func (c *Cluster) releaseHostMounts() error {
 	if users == nil {
 		return nil
 	}
-	mu, err := lockFile(hostMPMutex, syscall.LOCK_EX)
+	mu, err := netns.LockFile(hostMPMutex, syscall.LOCK_EX)
 	if err != nil {
 		users.Close()
 		return fmt.Errorf("host mount points: %w", err)
 	}
 	defer mu.Close()
 	// Upgrading succeeds only when no other cluster holds its shared lock.
-	last := syscall.Flock(int(users.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil
+	last := netns.Flock(users, syscall.LOCK_EX|syscall.LOCK_NB) == nil
 	users.Close()
 	if !last {
 		return nil

@@ -1,4 +1,4 @@
-package cluster
+package netns
 
 import (
 	"errors"
@@ -12,21 +12,25 @@ import (
 	"time"
 )
 
-// proc is a child process this package started and reaps.
-type proc struct {
+// killWait is how long Terminate waits for SIGKILLed processes to go.
+const killWait = 2 * time.Second
+
+// Proc is a child process started with StartProc and reaped in the
+// background.
+type Proc struct {
 	cmd  *exec.Cmd
 	done chan struct{}
 }
 
-// startProc starts cmd so that it dies with the test process even if Close
-// never runs (Pdeathsig survives the exec chain ip → unshare → sh → sleep and
-// nsenter → sshd), and reaps it in the background.
-func startProc(cmd *exec.Cmd) (*proc, error) {
+// StartProc starts cmd so that it dies with the test process even if the
+// caller never stops it (Pdeathsig survives exec chains such as ip →
+// unshare → sh → sleep and nsenter → sshd), and reaps it in the background.
+func StartProc(cmd *exec.Cmd) (*Proc, error) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	p := &proc{cmd: cmd, done: make(chan struct{})}
+	p := &Proc{cmd: cmd, done: make(chan struct{})}
 	go func() {
 		cmd.Wait()
 		close(p.done)
@@ -34,9 +38,11 @@ func startProc(cmd *exec.Cmd) (*proc, error) {
 	return p, nil
 }
 
-func (p *proc) pid() int { return p.cmd.Process.Pid }
+// PID is the process's PID.
+func (p *Proc) PID() int { return p.cmd.Process.Pid }
 
-func (p *proc) exited() bool {
+// Exited reports whether the process has ended and been reaped.
+func (p *Proc) Exited() bool {
 	select {
 	case <-p.done:
 		return true
@@ -45,10 +51,10 @@ func (p *proc) exited() bool {
 	}
 }
 
-// pidRef names a process that is not our child; start (jiffies since boot)
-// guards against signalling a recycled PID.
-type pidRef struct {
-	pid   int
+// PIDRef names a process that is not our child; the start time (jiffies
+// since boot) guards against signalling a recycled PID.
+type PIDRef struct {
+	PID   int
 	start string
 }
 
@@ -84,36 +90,36 @@ func allPIDs() []int {
 	return pids
 }
 
-// descendants returns every live descendant of root (not root itself).
-func descendants(root int) []pidRef {
-	children := map[int][]pidRef{}
+// Descendants returns every live descendant of root (not root itself).
+func Descendants(root int) []PIDRef {
+	children := map[int][]PIDRef{}
 	for _, pid := range allPIDs() {
 		ppid, _, start, err := procStat(pid)
 		if err == nil {
-			children[ppid] = append(children[ppid], pidRef{pid, start})
+			children[ppid] = append(children[ppid], PIDRef{pid, start})
 		}
 	}
-	var out []pidRef
+	var out []PIDRef
 	queue := []int{root}
 	for len(queue) > 0 {
 		p := queue[0]
 		queue = queue[1:]
 		for _, c := range children[p] {
 			out = append(out, c)
-			queue = append(queue, c.pid)
+			queue = append(queue, c.PID)
 		}
 	}
 	return out
 }
 
-// nsMembers returns every process in the same mount namespace as pid,
-// except pid itself: whatever ran "on" the node.
-func nsMembers(pid int) []pidRef {
+// MountNSMembers returns every process in the same mount namespace as pid,
+// except pid itself: whatever ran "on" a node whose holder is pid.
+func MountNSMembers(pid int) []PIDRef {
 	want, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/mnt", pid))
 	if err != nil {
 		return nil
 	}
-	var out []pidRef
+	var out []PIDRef
 	for _, p := range allPIDs() {
 		if p == pid {
 			continue
@@ -122,73 +128,76 @@ func nsMembers(pid int) []pidRef {
 			continue
 		}
 		if _, _, start, err := procStat(p); err == nil {
-			out = append(out, pidRef{p, start})
+			out = append(out, PIDRef{p, start})
 		}
 	}
 	return out
 }
 
-// alive reports whether r still runs (zombies count as gone).
-func (r pidRef) alive() bool {
-	_, state, start, err := procStat(r.pid)
+// Alive reports whether r still runs (zombies count as gone).
+func (r PIDRef) Alive() bool {
+	_, state, start, err := procStat(r.PID)
 	return err == nil && start == r.start && state != "Z"
 }
 
-func (r pidRef) signal(sig syscall.Signal) {
-	if r.alive() {
-		syscall.Kill(r.pid, sig)
+func (r PIDRef) signal(sig syscall.Signal) {
+	if r.Alive() {
+		syscall.Kill(r.PID, sig)
 	}
 }
 
-// terminate stops our children and the other processes by PID: SIGTERM,
-// then SIGKILL for whatever still runs after killGrace. It returns an error
-// naming the PIDs that survived even SIGKILL.
-func terminate(own []*proc, others []pidRef) error {
-	for _, p := range own {
-		if !p.exited() {
-			p.cmd.Process.Signal(syscall.SIGTERM)
+// Terminate stops our children and the other processes by PID: SIGTERM,
+// then SIGKILL for whatever still runs after grace (SIGKILL at once when
+// grace is 0). It returns an error naming the PIDs that survived even
+// SIGKILL.
+func Terminate(own []*Proc, others []PIDRef, grace time.Duration) error {
+	if grace > 0 {
+		for _, p := range own {
+			if !p.Exited() {
+				p.cmd.Process.Signal(syscall.SIGTERM)
+			}
+		}
+		for _, r := range others {
+			r.signal(syscall.SIGTERM)
+		}
+		if waitGone(own, others, time.Now().Add(grace)) {
+			return nil
 		}
 	}
-	for _, r := range others {
-		r.signal(syscall.SIGTERM)
-	}
-	if waitGone(own, others, time.Now().Add(killGrace)) {
-		return nil
-	}
 	for _, p := range own {
-		if !p.exited() {
+		if !p.Exited() {
 			p.cmd.Process.Signal(syscall.SIGKILL)
 		}
 	}
 	for _, r := range others {
 		r.signal(syscall.SIGKILL)
 	}
-	if waitGone(own, others, time.Now().Add(killGrace)) {
+	if waitGone(own, others, time.Now().Add(killWait)) {
 		return nil
 	}
 	var left []string
 	for _, p := range own {
-		if !p.exited() {
-			left = append(left, strconv.Itoa(p.pid()))
+		if !p.Exited() {
+			left = append(left, strconv.Itoa(p.PID()))
 		}
 	}
 	for _, r := range others {
-		if r.alive() {
-			left = append(left, strconv.Itoa(r.pid))
+		if r.Alive() {
+			left = append(left, strconv.Itoa(r.PID))
 		}
 	}
 	return errors.New("processes survived SIGKILL: " + strings.Join(left, " "))
 }
 
 // waitGone polls until every process is gone or the deadline passes.
-func waitGone(own []*proc, others []pidRef, deadline time.Time) bool {
+func waitGone(own []*Proc, others []PIDRef, deadline time.Time) bool {
 	for {
 		gone := true
 		for _, p := range own {
-			gone = gone && p.exited()
+			gone = gone && p.Exited()
 		}
 		for _, r := range others {
-			gone = gone && !r.alive()
+			gone = gone && !r.Alive()
 		}
 		if gone {
 			return true
