@@ -376,3 +376,28 @@ func TestReconcileDirectoryMtimeIsNoConflict(t *testing.T) {
 		t.Fatalf("conflicts %q, stranded %q; want no conflict and d/f stranded", r.Conflicts, r.Stranded)
 	}
 }
+
+// After a takeover the new active node has no base with the third node; a
+// copy the third node got from the old active node is not a conflict.
+func TestTakeoverPushesToThirdNode(t *testing.T) {
+	nodes := setup(t, "a", "b", "c")
+	a, b, c := nodes["a"], nodes["b"], nodes["c"]
+	write(t, filepath.Join(a.root, "f"), "v1 from a")
+	if err := a.sync(t, nodes, Options{}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	write(t, filepath.Join(b.root, "f"), "v2 from b")
+	if err := b.sync(t, nodes, Options{Peers: []string{"c"}}).Err(); err != nil {
+		t.Fatalf("push from the new active node to the third node: %v", err)
+	}
+	if got := read(t, filepath.Join(c.root, "f")); got != "v2 from b" {
+		t.Fatalf("c has %q", got)
+	}
+	// A local edit on c is still protected.
+	write(t, filepath.Join(c.root, "g"), "c's own file")
+	write(t, filepath.Join(b.root, "g"), "b's file")
+	res := b.sync(t, nodes, Options{Peers: []string{"c"}})
+	if res.Peers[0].Conflicts != 1 {
+		t.Fatalf("a file c created itself was not protected: %+v", res.Peers[0])
+	}
+}

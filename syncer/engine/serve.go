@@ -219,15 +219,31 @@ func (r *receiver) current(t *apply.Target, path string) (state.FileRecord, bool
 	return t.Current(path)
 }
 
-func matchesBase(op *proto.Op, cur *state.FileRecord, exists bool) bool {
-	if !op.HasBase || op.Base.Kind == state.KindNone {
-		return !exists
+// matchesBase reports whether our copy is the version the sender builds on,
+// so its change may replace it.
+func (r *receiver) matchesBase(op *proto.Op, g *config.GroupView, local string, cur *state.FileRecord, exists bool) bool {
+	if op.HasBase && op.Base.Kind != state.KindNone {
+		if !exists {
+			return false
+		}
+		base := op.Base.FileRecord()
+		return cur.SameContent(&base)
 	}
 	if !exists {
-		return false
+		return true
 	}
-	base := op.Base.FileRecord()
-	return cur.SameContent(&base)
+	// The sender never agreed on this path with us: a node that just took
+	// over from another active node. Our copy is not a change of ours to
+	// protect when it is exactly what some node of the group synced to us.
+	for _, h := range g.Hosts {
+		if h.Name == r.o.View.Name {
+			continue
+		}
+		if b, ok, err := r.o.Store.GetBase(h.Name, local); err == nil && ok && cur.SameContent(&b) {
+			return true
+		}
+	}
+	return false
 }
 
 func (r *receiver) queueAck(a proto.Ack, bytes int64) error {
@@ -344,7 +360,7 @@ func (r *receiver) op(op *proto.Op) error {
 		if !exists {
 			return r.done(op, g, local, nil, proto.AckSame, false, 0)
 		}
-		if !op.Forced && !matchesBase(op, &cur, exists) {
+		if !op.Forced && !r.matchesBase(op, g, local, &cur, exists) {
 			return r.conflict(op, g, local, &cur, exists)
 		}
 		if !r.dry {
@@ -383,12 +399,12 @@ func (r *receiver) op(op *proto.Op) error {
 	}
 	if op.Kind == proto.OpMeta {
 		// The sender thinks we hold its content; we do not.
-		if op.Forced || matchesBase(op, &cur, exists) {
+		if op.Forced || r.matchesBase(op, g, local, &cur, exists) {
 			return r.queueAck(proto.Ack{Seq: op.Seq, Status: proto.AckRetry, Message: "content differs: send it whole"}, 0)
 		}
 		return r.conflict(op, g, local, &cur, exists)
 	}
-	if !op.Forced && !matchesBase(op, &cur, exists) {
+	if !op.Forced && !r.matchesBase(op, g, local, &cur, exists) {
 		return r.conflict(op, g, local, &cur, exists)
 	}
 	// A hardlink's other name is confined like the path itself, before

@@ -5,13 +5,16 @@ package main
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -139,9 +142,115 @@ ssh {
 		return err
 	}
 
-	say("Failover (only the node holding the cluster IP pushes; final sync on stop; guard after a crash)")
-	fmt.Println("   Not built yet: this comes with the HA agent (ocf:csync:mirror). Nothing is shown for it.")
-	return nil
+	return failover(ctx, c)
+}
+
+// failover runs the sync daemon the way the resource agent does (one
+// active node at a time, each start at a higher epoch), crashes the active
+// node with a change nobody has yet, and lets the next node take over.
+// Under Pacemaker the cluster IP decides who is active; the tests in
+// tests/ha_*.go show that with a real cluster.
+func failover(ctx context.Context, c *cluster.Cluster) error {
+	n1, n2 := c.Node(1), c.Node(2)
+	say("Failover: node1 becomes the active node (its daemon starts at epoch 1), as the OCF agent would start it")
+	d1, err := startDaemon(ctx, n1, "1")
+	if err != nil {
+		return err
+	}
+	write(n1, "www/news.html", "<p>written on node1, never synced</p>\n")
+	say("node1 crashes (kill -9 of its daemon) right after writing www/news.html, before any sync")
+	d1.Process.Kill()
+	d1.Wait()
+	say("node2 takes over at epoch 2: node1 did not hand off cleanly, so pushes to node1 are blocked until a reconciliation")
+	write(n2, "www/index.html", "<h1>Hello from node2, after the takeover</h1>\n")
+	d2, err := startDaemon(ctx, n2, "2")
+	if err != nil {
+		return err
+	}
+	defer func() { d2.Process.Kill(); d2.Wait() }()
+	deadline := time.Now().Add(30 * time.Second)
+	for daemonStatus(n2).Stranded != 1 {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("node2 never reported node1's stranded change; status: %s", readHost(n2.Path(statusFile)))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	fmt.Println("   node2's daemon log:")
+	fmt.Print(indent(indent(d2log.String())))
+	if _, err := ocf(ctx, n2, "status"); err != nil {
+		return err
+	}
+	fmt.Printf("   node1 still has its change: www/news.html = %s", read(n1, "www/news.html"))
+	fmt.Printf("   node1 got node2's new change: www/index.html = %s", read(n1, "www/index.html"))
+	say("The admin takes node1's stranded change over on node2; the next sync brings the nodes together")
+	if _, err := ocf(ctx, n2, "resolve", "--keep-remote", "/srv/ocf-csync/www/news.html"); err != nil {
+		return err
+	}
+	before := daemonStatus(n2).LastSync
+	d2.Process.Signal(syscall.SIGUSR1) // sync now, as cron's `ocf-csync sync` asks it
+	deadline = time.Now().Add(30 * time.Second)
+	for !daemonStatus(n2).LastSync.After(before) {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("node2's daemon did not run a cycle after the resolve")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	fmt.Println("   node2's daemon synced (asked with SIGUSR1, as `ocf-csync sync` from cron does)")
+	return same(c)
+}
+
+const statusFile = "/run/ocf-csync-demo.status"
+
+// daemonStatus reads what the daemon reports (ra.Health); zero if unreadable.
+func daemonStatus(n *cluster.Node) (h struct {
+	LastSync time.Time `json:"last_sync"`
+	Stranded int       `json:"stranded"`
+}) {
+	_ = json.Unmarshal([]byte(readHost(n.Path(statusFile))), &h)
+	return h
+}
+
+var d2log syncBuffer
+
+// startDaemon starts `ocf-csync daemon` on n and waits for its first cycle.
+func startDaemon(ctx context.Context, n *cluster.Node, epoch string) (*exec.Cmd, error) {
+	os.Remove(n.Path(statusFile))
+	cmd := n.Command(ctx, "ocf-csync", "--config", cfgPath, "--node", n.Name, "daemon",
+		"--status-file", statusFile, "--epoch", epoch, "--rescan-interval", "600")
+	if epoch == "2" {
+		cmd.Stderr = &d2log
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start the daemon on %s: %w", n.Name, err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for daemonStatus(n).LastSync.IsZero() {
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			return nil, fmt.Errorf("the daemon on %s did not finish a cycle", n.Name)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	fmt.Printf("   %s: ocf-csync daemon running (pid %d, epoch %s)\n", n.Name, cmd.Process.Pid, epoch)
+	return cmd, nil
+}
+
+// syncBuffer collects a running process's output.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 func indent(s string) string {
