@@ -3,7 +3,6 @@ package engine
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -28,45 +27,12 @@ type node struct {
 
 const testKey = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ._"
 
+// setup is setupCfg with one group of all names over %data%.
 func setup(t testing.TB, names ...string) map[string]*node {
 	t.Helper()
-	dir := t.TempDir()
-	key := filepath.Join(dir, "key")
-	if err := os.WriteFile(key, []byte(testKey+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	var prefix, hosts strings.Builder
-	for _, n := range names {
-		fmt.Fprintf(&prefix, "  on %s: %s;\n", n, filepath.Join(dir, n, "data"))
-		hosts.WriteString(" " + n)
-	}
-	cfgText := fmt.Sprintf("prefix data {\n%s}\ngroup g {\n  host%s;\n  key %s;\n  include %%data%%;\n  exclude *.tmp;\n}\n", prefix.String(), hosts.String(), key)
-	cfgPath := filepath.Join(dir, "test.cfg")
-	if err := os.WriteFile(cfgPath, []byte(cfgText), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Load(cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]*node{}
-	for _, n := range names {
-		v, err := cfg.Node(n)
-		if err != nil {
-			t.Fatal(err)
-		}
-		root := filepath.Join(dir, n, "data")
-		if err := os.MkdirAll(root, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		st, err := state.Open(context.Background(), state.Options{Dir: filepath.Join(dir, n, "state"), Node: n})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { st.Close() })
-		out[n] = &node{name: n, view: v, cfg: cfg, st: st, root: root}
-	}
-	return out
+	body := "group g {\n  host " + strings.Join(names, " ") + ";\n  key KEY;\n  include %data%;\n  exclude *.tmp;\n}\n"
+	nodes, _ := setupCfg(t, names, body)
+	return nodes
 }
 
 // pipeChannel connects a sender to an in-process Serve.

@@ -18,7 +18,7 @@ import (
 // setupCfg is setup with a config of our own: body is the text of the
 // group blocks, where KEY stands for the key file and DIR for the test dir.
 // Every node gets the %data% prefix at DIR/<node>/data.
-func setupCfg(t *testing.T, names []string, body string) (map[string]*node, string) {
+func setupCfg(t testing.TB, names []string, body string) (map[string]*node, string) {
 	t.Helper()
 	dir := t.TempDir()
 	key := filepath.Join(dir, "key")
