@@ -128,22 +128,11 @@ func (t *Target) Special(path string, rec state.FileRecord) error {
 // replaceWith creates an object under a temp name with create, sets its
 // metadata from rec and renames it over path.
 func (t *Target) replaceWith(path string, rec state.FileRecord, create func(d *dirHandle, tmp string) error) error {
-	d, base, err := parent(path)
+	d, base, old, err := t.openReplace(path)
 	if err != nil {
 		return err
 	}
 	defer d.close()
-	if err := t.allowed(path, false); err != nil {
-		return err
-	}
-	cur, _, exists, err := lstatAt(d, base)
-	if err != nil {
-		return err
-	}
-	var old *state.FileRecord
-	if exists {
-		old = &cur
-	}
 	tmp, err := t.createRetry(d, base, create)
 	if err != nil {
 		return err
@@ -378,4 +367,27 @@ func walkFrom(d *dirHandle, c, orig string) (*dirHandle, bool, error) {
 		return nil, false, fmt.Errorf("open directory %s: %w", next, err)
 	}
 	return &dirHandle{fd: fd, path: next}, false, nil
+}
+
+// openReplace opens the parent of a non-directory path that is about to be
+// replaced, checks the path is allowed, and describes what is there now
+// (nil when nothing is). The caller closes d.
+func (t *Target) openReplace(path string) (d *dirHandle, base string, old *state.FileRecord, err error) {
+	d, base, err = parent(path)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	if err := t.allowed(path, false); err != nil {
+		d.close()
+		return nil, "", nil, err
+	}
+	cur, _, exists, err := lstatAt(d, base)
+	if err != nil {
+		d.close()
+		return nil, "", nil, err
+	}
+	if exists {
+		old = &cur
+	}
+	return d, base, old, nil
 }

@@ -101,22 +101,11 @@ func (t *Target) WriteFile(path string, rec state.FileRecord, fill func(w io.Wri
 // fill has run (a stream that ends with the sender's sha256): expect is
 // called after fill and its result replaces rec.Hash.
 func (t *Target) WriteFileExpect(path string, rec state.FileRecord, fill func(w io.Writer) error, expect func() state.Hash) error {
-	d, base, err := parent(path)
+	d, base, old, err := t.openReplace(path)
 	if err != nil {
 		return err
 	}
 	defer d.close()
-	if err := t.allowed(path, false); err != nil {
-		return err
-	}
-	cur, _, exists, err := lstatAt(d, base)
-	if err != nil {
-		return err
-	}
-	var old *state.FileRecord
-	if exists {
-		old = &cur
-	}
 	td, own := t.tempDir(d)
 	if own {
 		defer td.close()
