@@ -28,16 +28,12 @@ func conflictsCommand(env Env) *cli.Command {
 		Name:  "conflicts",
 		Usage: "list the files changed on both sides, with both versions' size, mtime and hash",
 		Action: func(c *cli.Context) error {
-			ctx := c.Context
-			l, err := loadConfig(ctx, c)
+			s, err := openSession(c, "")
 			if err != nil {
 				return err
 			}
-			st, err := openStore(ctx, c, l, false)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
+			defer s.st.Close()
+			l, st := s.loaded, s.st
 			asJSON := c.Bool("json")
 			enc := json.NewEncoder(env.Stdout)
 			n := 0
