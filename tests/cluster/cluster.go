@@ -103,7 +103,7 @@ type Cluster struct {
 	nodes   []*Node
 	clientP string // client public key line
 
-	hostMP *hostMounts
+	hostMP *netns.HostMounts
 	alive  *os.File // lock on dir/alive held while the cluster exists
 
 	closeOnce sync.Once
@@ -321,7 +321,7 @@ func within(p, dir string) bool {
 // uses and registers for the host mount points, all under the machine-wide
 // mutex so that no sweep sees a half-claimed cluster.
 func (c *Cluster) claim() error {
-	mu, err := netns.LockFile(mutexPath, syscall.LOCK_EX)
+	mu, err := netns.LockFile(netns.HostMountsMutex, syscall.LOCK_EX)
 	if err != nil {
 		return fmt.Errorf("start cluster: %w", err)
 	}
@@ -332,7 +332,7 @@ func (c *Cluster) claim() error {
 	if err := c.claimTag(); err != nil {
 		return err
 	}
-	hm, err := acquireHostMounts()
+	hm, err := netns.AcquireHostMounts(hostMountPoints)
 	if err != nil {
 		return err
 	}

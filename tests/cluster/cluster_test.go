@@ -398,7 +398,7 @@ func TestSweep(t *testing.T) {
 	checkGone(t, snap, nil, false)
 	// The rest of dead's teardown: only its share of the host mount points.
 	dead.closeOnce.Do(func() {})
-	if _, err := dead.hostMP.release(); err != nil {
+	if _, err := dead.hostMP.Release(); err != nil {
 		t.Error(err)
 	}
 	if _, _, err := live.Node(1).Run(t.Context(), "true"); err != nil {

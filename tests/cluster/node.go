@@ -235,7 +235,7 @@ func (c *Cluster) close() error {
 		errs = append(errs, err)
 	}
 	if c.hostMP != nil {
-		last, err := c.hostMP.release()
+		last, err := c.hostMP.Release()
 		c.lastOut = last
 		if err != nil {
 			errs = append(errs, err)

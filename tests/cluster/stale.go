@@ -34,7 +34,7 @@ func Sweep(log io.Writer) error {
 	if log == nil {
 		log = io.Discard
 	}
-	mu, err := netns.LockFile(mutexPath, syscall.LOCK_EX)
+	mu, err := netns.LockFile(netns.HostMountsMutex, syscall.LOCK_EX)
 	if err != nil {
 		return fmt.Errorf("sweep stale clusters: %w", err)
 	}

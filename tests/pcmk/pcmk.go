@@ -96,7 +96,7 @@ type Cluster struct {
 	nodes  []*Node
 	alive  *os.File // lock on dir/alive held while the cluster exists
 	mu     sync.Mutex
-	hostMP *os.File // shared lock on the host mount points (SSHD)
+	hostMP *netns.HostMounts // share of the host mount points (SSHD)
 	closed sync.Once
 	cerr   error
 

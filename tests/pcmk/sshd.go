@@ -6,7 +6,6 @@ package pcmk
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -213,55 +212,21 @@ func (n *Node) StopSSHD() error {
 	return nil
 }
 
-// The host mount points /etc/ocf-csync, /var/lib/ocf-csync and
-// /srv/ocf-csync are shared with tests/cluster (and its clusters in other
-// test processes): removing one while another cluster runs would detach
-// that cluster's bind mounts. So this follows tests/cluster's protocol on
-// the same files: the mutex serialises setup and teardown, every running
-// cluster holds a shared lock on the users file, and the last one out
-// removes the directories recorded as created by a test.
-const (
-	hostMPMutex  = "/run/ocf-csync-cluster.mutex"
-	hostMPUsers  = "/run/ocf-csync-cluster.users"
-	hostMPRecord = "/run/ocf-csync-cluster.created"
-)
-
 // acquireHostMounts makes sure the host mount points exist and registers
-// the cluster as their user until releaseHostMounts.
+// the cluster as their user until releaseHostMounts; tests/cluster shares
+// them (netns.HostMounts).
 func (c *Cluster) acquireHostMounts() error {
-	mu, err := netns.LockFile(hostMPMutex, syscall.LOCK_EX)
+	mu, err := netns.LockFile(netns.HostMountsMutex, syscall.LOCK_EX)
 	if err != nil {
 		return fmt.Errorf("host mount points: %w", err)
 	}
 	defer mu.Close()
-	users, err := netns.LockFile(hostMPUsers, syscall.LOCK_SH)
+	h, err := netns.AcquireHostMounts(sshdDirs)
 	if err != nil {
-		return fmt.Errorf("host mount points: %w", err)
-	}
-	var created []string
-	for _, d := range sshdDirs {
-		cr, err := mkdirAll(d)
-		created = append(created, cr...)
-		if err != nil {
-			users.Close()
-			return fmt.Errorf("host mount point: %w", err)
-		}
-	}
-	if len(created) > 0 {
-		f, err := os.OpenFile(hostMPRecord, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
-		if err == nil {
-			_, err = f.WriteString(strings.Join(created, "\n") + "\n")
-			if cerr := f.Close(); err == nil {
-				err = cerr
-			}
-		}
-		if err != nil {
-			users.Close()
-			return fmt.Errorf("record created host mount points in %s: %w", hostMPRecord, err)
-		}
+		return err
 	}
 	c.mu.Lock()
-	c.hostMP = users
+	c.hostMP = h
 	c.mu.Unlock()
 	return nil
 }
@@ -270,70 +235,14 @@ func (c *Cluster) acquireHostMounts() error {
 // recorded directories while they are empty.
 func (c *Cluster) releaseHostMounts() error {
 	c.mu.Lock()
-	users := c.hostMP
+	h := c.hostMP
 	c.hostMP = nil
 	c.mu.Unlock()
-	if users == nil {
+	if h == nil {
 		return nil
 	}
-	mu, err := netns.LockFile(hostMPMutex, syscall.LOCK_EX)
-	if err != nil {
-		users.Close()
-		return fmt.Errorf("host mount points: %w", err)
-	}
-	defer mu.Close()
-	// Upgrading succeeds only when no other cluster holds its shared lock.
-	last := netns.Flock(users, syscall.LOCK_EX|syscall.LOCK_NB) == nil
-	users.Close()
-	if !last {
-		return nil
-	}
-	b, err := os.ReadFile(hostMPRecord)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("read %s: %w", hostMPRecord, err)
-	}
-	dirs := strings.Fields(string(b))
-	slices.Reverse(dirs)
-	var keep []string
-	for _, d := range dirs {
-		if err := syscall.Rmdir(d); err != nil && !errors.Is(err, syscall.ENOENT) {
-			keep = append(keep, d)
-		}
-	}
-	if len(keep) > 0 {
-		slices.Reverse(keep)
-		return os.WriteFile(hostMPRecord, []byte(strings.Join(keep, "\n")+"\n"), 0o644)
-	}
-	if err := os.Remove(hostMPRecord); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("remove %s: %w", hostMPRecord, err)
-	}
-	return nil
-}
-
-// mkdirAll creates dir and missing parents and returns what it created,
-// parents first.
-func mkdirAll(dir string) ([]string, error) {
-	fi, err := os.Stat(dir)
-	if err == nil {
-		if !fi.IsDir() {
-			return nil, fmt.Errorf("%s exists and is not a directory; move it away", dir)
-		}
-		return nil, nil
-	}
-	if !errors.Is(err, os.ErrNotExist) {
-		return nil, err
-	}
-	created, err := mkdirAll(filepath.Dir(dir))
-	if err != nil {
-		return created, err
-	}
-	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
-		return created, err
-	}
-	return append(created, dir), nil
+	_, err := h.Release()
+	return err
 }
 
 // sshdUnavailable says why Options.SSHD cannot work here, or "".

@@ -1,4 +1,4 @@
-package cluster
+package netns
 
 import (
 	"errors"
@@ -8,38 +8,38 @@ import (
 	"slices"
 	"strings"
 	"syscall"
-
-	"ocf-csync/tests/netns"
 )
 
 // The host mount points (/etc/ocf-csync, …) are shared by every cluster on
 // the machine, also those of other test processes. Removing one while another
 // cluster runs would detach that cluster's bind mounts (rmdir of a mount
 // point in another mount namespace succeeds and unmounts it there). So:
-// mutexPath serialises setup and teardown, every running cluster holds a
+// HostMountsMutex serialises setup and teardown, every running cluster holds a
 // shared lock on usersPath, and whoever closes last removes the directories
 // recorded in recordPath, which lists those created by any cluster.
 const (
-	mutexPath  = "/run/ocf-csync-cluster.mutex"
-	usersPath  = "/run/ocf-csync-cluster.users"
-	recordPath = "/run/ocf-csync-cluster.created"
+	// HostMountsMutex serialises setup and teardown of every harness that
+	// uses the host mount points.
+	HostMountsMutex = "/run/ocf-csync-cluster.mutex"
+	usersPath       = "/run/ocf-csync-cluster.users"
+	recordPath      = "/run/ocf-csync-cluster.created"
 )
 
-// hostMounts is one cluster's share of the host mount points.
-type hostMounts struct {
+// HostMounts is one cluster's share of the host mount points.
+type HostMounts struct {
 	users *os.File // shared lock held while the cluster runs
 }
 
-// acquireHostMounts makes sure the host mount points exist, recording the
-// directories it had to create, and registers this cluster as a user. The
-// caller holds the mutex.
-func acquireHostMounts() (*hostMounts, error) {
-	users, err := netns.LockFile(usersPath, syscall.LOCK_SH)
+// AcquireHostMounts makes sure the directories exist, recording the ones it
+// had to create, and registers the calling cluster as a user. The caller
+// holds HostMountsMutex.
+func AcquireHostMounts(dirs []string) (*HostMounts, error) {
+	users, err := LockFile(usersPath, syscall.LOCK_SH)
 	if err != nil {
 		return nil, fmt.Errorf("host mount points: %w", err)
 	}
 	var created []string
-	for _, mp := range hostMountPoints {
+	for _, mp := range dirs {
 		c, err := mkdirAll(mp)
 		created = append(created, c...)
 		if err != nil {
@@ -60,7 +60,7 @@ func acquireHostMounts() (*hostMounts, error) {
 			return nil, fmt.Errorf("record created host mount points in %s: %w", recordPath, err)
 		}
 	}
-	return &hostMounts{users: users}, nil
+	return &HostMounts{users: users}, nil
 }
 
 // mkdirAll creates dir and missing parents and returns what it created,
@@ -86,13 +86,13 @@ func mkdirAll(dir string) ([]string, error) {
 	return append(created, dir), nil
 }
 
-// release unregisters the cluster; the last one out removes the recorded
+// Release unregisters the cluster; the last one out removes the recorded
 // directories (only while empty). It reports whether it was the last.
-func (h *hostMounts) release() (last bool, err error) {
+func (h *HostMounts) Release() (last bool, err error) {
 	if h.users == nil {
 		return false, nil
 	}
-	mu, err := netns.LockFile(mutexPath, syscall.LOCK_EX)
+	mu, err := LockFile(HostMountsMutex, syscall.LOCK_EX)
 	if err != nil {
 		h.users.Close()
 		h.users = nil
@@ -100,7 +100,7 @@ func (h *hostMounts) release() (last bool, err error) {
 	}
 	defer mu.Close()
 	// Upgrading succeeds only when no other cluster holds its shared lock.
-	last = netns.Flock(h.users, syscall.LOCK_EX|syscall.LOCK_NB) == nil
+	last = Flock(h.users, syscall.LOCK_EX|syscall.LOCK_NB) == nil
 	h.users.Close()
 	h.users = nil
 	if !last {
