@@ -33,6 +33,8 @@ const (
 	DefaultFailoverPolicy    = "guard"
 	DefaultStranded          = "keep"
 	DefaultRescanInterval    = 600 * time.Second
+	DefaultMaxDeletePercent  = 50
+	DefaultMaxDeleteCount    = 1000
 	// MaxIncludeDepth is csync2's MAX_INCLUDE_DEPTH for nested "config" lines.
 	MaxIncludeDepth = 10
 )
@@ -41,6 +43,7 @@ const (
 var (
 	AutoMethods      = []string{"none", "first", "younger", "older", "bigger", "smaller", "left", "right"}
 	FailoverPolicies = []string{"guard", "skip-first", "off"}
+	DevicesPolicies  = []string{"allow", "refuse"}
 	StrandedPolicies = []string{"keep", "pull", "discard"}
 )
 
@@ -69,6 +72,11 @@ type Config struct {
 	Ignore      state.Ignore
 	SSH         SSH
 	HA          HA
+	// Safety is the top-level "safety { }" block with defaults filled in;
+	// GroupSafety holds the "safety GROUP { }" blocks, which override it per
+	// setting. Read both through SafetyFor.
+	Safety      Safety
+	GroupSafety map[string]*SafetyOverride
 	Warnings    []Warning
 }
 
@@ -174,6 +182,44 @@ type HA struct {
 	Watch          bool
 }
 
+// Safety is the ocf-csync "safety" block: how much one cycle may delete, and
+// whether device nodes are received. 0 turns a limit off.
+type Safety struct {
+	MaxDeletePercent int  // refuse a cycle deleting more than this % of a group's tracked files
+	MaxDeleteCount   int  // ... or more than this many files
+	RefuseDevices    bool // "devices refuse": never receive device nodes
+}
+
+// SafetyOverride is one "safety GROUP { }" block: only the settings it gives
+// are set (non-nil).
+type SafetyOverride struct {
+	Group            string
+	Pos              Pos
+	MaxDeletePercent *int
+	MaxDeleteCount   *int
+	RefuseDevices    *bool
+}
+
+// SafetyFor returns the safety settings of a group: the group's own block
+// where it sets something, the global block (or the defaults) otherwise.
+func (c *Config) SafetyFor(group string) Safety {
+	s := c.Safety
+	o := c.GroupSafety[group]
+	if o == nil {
+		return s
+	}
+	if o.MaxDeletePercent != nil {
+		s.MaxDeletePercent = *o.MaxDeletePercent
+	}
+	if o.MaxDeleteCount != nil {
+		s.MaxDeleteCount = *o.MaxDeleteCount
+	}
+	if o.RefuseDevices != nil {
+		s.RefuseDevices = *o.RefuseDevices
+	}
+	return s
+}
+
 // Warning is a non-fatal remark about the config, e.g. a csync2 keyword that
 // means nothing over SSH.
 type Warning struct {
@@ -260,6 +306,10 @@ func newConfig() *Config {
 			Stranded:       DefaultStranded,
 			RescanInterval: DefaultRescanInterval,
 			Watch:          true,
+		},
+		Safety: Safety{
+			MaxDeletePercent: DefaultMaxDeletePercent,
+			MaxDeleteCount:   DefaultMaxDeleteCount,
 		},
 	}
 }

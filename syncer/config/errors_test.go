@@ -25,11 +25,11 @@ var errorCases = []struct {
 	{"unknown group keyword", "group g {\n  host a;\n  key /etc/k;\n  includ /x;\n}\n",
 		`t.cfg:4:3: expected a group statement (host, key, include, exclude, compare, auto, backup-directory, backup-generations or action) or '}', found "includ"`},
 	{"unknown top-level keyword", "grup g {\n  host a;\n  key /etc/k;\n}\n",
-		`t.cfg:1:1: expected one of group, prefix, nossl, database, tempdir, lock-timeout, ignore, config, ssh or ha, found "grup"`},
+		`t.cfg:1:1: expected one of group, prefix, nossl, database, tempdir, lock-timeout, ignore, config, ssh, ha or safety, found "grup"`},
 	{"keywords are case-sensitive", "Group g { host a; key k; }\n",
-		`t.cfg:1:1: expected one of group, prefix, nossl, database, tempdir, lock-timeout, ignore, config, ssh or ha, found "Group"`},
+		`t.cfg:1:1: expected one of group, prefix, nossl, database, tempdir, lock-timeout, ignore, config, ssh, ha or safety, found "Group"`},
 	{"stray closing brace", "}\n",
-		`t.cfg:1:1: expected one of group, prefix, nossl, database, tempdir, lock-timeout, ignore, config, ssh or ha, found '}'`},
+		`t.cfg:1:1: expected one of group, prefix, nossl, database, tempdir, lock-timeout, ignore, config, ssh, ha or safety, found '}'`},
 	{"two keys", "group g {\n  host a;\n  key /etc/k1;\n  key /etc/k2;\n}\n",
 		`t.cfg:4:3: expected one key per group, found a second key in group "g" (the first is at t.cfg:3:3)`},
 	{"no key", "group g {\n  host a;\n  include /x;\n}\n",
@@ -69,7 +69,7 @@ var errorCases = []struct {
 	{"bad lock-timeout", "lock-timeout soon;\n",
 		`t.cfg:1:14: expected a number of seconds after lock-timeout, found "soon"`},
 	{"no-cygwin-lowercase", "no-cygwin-lowercase;\n",
-		`t.cfg:1:1: expected one of group, prefix, nossl, database, tempdir, lock-timeout, ignore, config, ssh or ha, found keyword "no-cygwin-lowercase" (it only means something to csync2 on cygwin; remove it)`},
+		`t.cfg:1:1: expected one of group, prefix, nossl, database, tempdir, lock-timeout, ignore, config, ssh, ha or safety, found keyword "no-cygwin-lowercase" (it only means something to csync2 on cygwin; remove it)`},
 	{"config without file", "config;\n",
 		`t.cfg:1:7: expected a file name after config, found ';'`},
 	{"bad ssh values", "ssh {\n  port 70000;\n  user;\n  keepalive -1;\n  bogus 1;\n  connect-timeout 0;\n  accept-new maybe;\n}\n",
@@ -88,6 +88,26 @@ var errorCases = []struct {
 			`t.cfg:8:14: expected an IP address for ha cluster-ip, found "fe80::1%eth0"`},
 	{"bad stranded", "ha { stranded lose; }",
 		`t.cfg:1:15: expected one of keep, pull, discard for ha stranded, found "lose"`},
+	{"bad safety values", "safety {\n  max-delete 101;\n  max-delete-count -1;\n  devices maybe;\n  max-delete 10;\n  max-delete 20;\n  frob 1;\n}\n",
+		"t.cfg:2:14: expected a percentage (0-100, 0 = off) for safety max-delete, found \"101\"\n" +
+			"t.cfg:3:20: expected a number of files (0 or more, 0 = off) for safety max-delete-count, found \"-1\"\n" +
+			"t.cfg:4:11: expected one of allow, refuse for safety devices, found \"maybe\"\n" +
+			"t.cfg:6:3: expected one max-delete setting in safety, found a second (the first is at t.cfg:5:3)\n" +
+			"t.cfg:7:3: expected a setting of the safety block (max-delete, max-delete-count, devices) or '}', found \"frob\""},
+	{"safety for an unknown group", "group g { host a; key k; }\nsafety web { max-delete 10; }\nsafety g { max-delete 10; }\n",
+		`t.cfg:2:8: expected a group name after safety (g), found unknown group "web"`},
+	{"safety for a group in a config without groups", "safety web { devices refuse; }\n",
+		`t.cfg:1:8: expected a group name after safety (none defined), found unknown group "web"`},
+	{"bad group safety value", "group g { host a; key k; }\nsafety g {\n  max-delete-count many;\n}\n",
+		`t.cfg:3:20: expected a number of files (0 or more, 0 = off) for safety g max-delete-count, found "many"`},
+	{"two group safety settings", "group g { host a; key k; }\nsafety g { devices allow; }\nsafety g { devices refuse; }\n",
+		`t.cfg:3:12: expected one devices setting in safety g, found a second (the first is at t.cfg:2:12)`},
+	{"safety group glued brace", "group g { host a; key k; }\nsafety g{ devices allow; }\n",
+		`t.cfg:2:8: expected '{' after safety group name, found "g{" (put a space before '{')`},
+	{"safety without block", "safety;\n",
+		`t.cfg:1:7: expected '{' or a group name after safety, found ';'`},
+	{"safety group without brace", "group g { host a; key k; }\nsafety g max-delete 10;\n",
+		`t.cfg:2:10: expected '{' after safety g, found "max-delete"`},
 }
 
 func TestErrors(t *testing.T) {

@@ -9,8 +9,21 @@ import (
 )
 
 // examplesDir holds csync2 configs taken from its manual and from how-tos;
-// /work/shared sits beside the main checkout.
-const examplesDir = "../../../shared/examples/csync2-configs"
+// /work/shared sits beside the main checkout, and two levels above a worktree
+// in /work/wt/NAME.
+var examplesDir = findExamples()
+
+func findExamples() string {
+	const rel = "shared/examples/csync2-configs"
+	up := "../../../"
+	for range 3 {
+		if m, _ := filepath.Glob(filepath.Join(up, rel, "*.cfg")); len(m) > 0 {
+			return filepath.Join(up, rel)
+		}
+		up += "../"
+	}
+	return "../../../" + rel
+}
 
 func loadExample(t *testing.T, name string) *Config {
 	t.Helper()

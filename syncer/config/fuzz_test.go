@@ -23,6 +23,7 @@ func FuzzParse(f *testing.F) {
 	}
 	f.Add([]byte(patternsCfg))
 	f.Add([]byte("prefix p { on *: /x[1]; }\ngroup { host a (b@c); key k; include %p%/** *.c; compare /q; action { pattern %p%/y; exec \"e %%\"; do-local-only; } }\nssh { port 1; } ha { cluster-ip ::1; }"))
+	f.Add([]byte("safety { max-delete 10%; devices refuse; }\nsafety g { max-delete-count 0; }\ngroup g { host a; key k; }"))
 	dir := f.TempDir()
 	f.Fuzz(func(t *testing.T, src []byte) {
 		c, err := Parse(filepath.Join(dir, "fuzz.cfg"), src)

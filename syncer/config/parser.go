@@ -35,6 +35,7 @@ func Parse(filename string, src []byte) (*Config, error) {
 	p.push(filename, src)
 	p.advance()
 	p.top()
+	p.checkSafetyGroups()
 	if err := p.errs.err(); err != nil {
 		return nil, err
 	}
@@ -292,7 +293,7 @@ func (p *parser) include() {
 	p.advance()
 }
 
-const topLevelWords = "group, prefix, nossl, database, tempdir, lock-timeout, ignore, config, ssh or ha"
+const topLevelWords = "group, prefix, nossl, database, tempdir, lock-timeout, ignore, config, ssh, ha or safety"
 
 func (p *parser) top() {
 	for p.tok.kind != tEOF {
@@ -367,6 +368,8 @@ func (p *parser) top() {
 			p.settings("ssh", sshSettings, p.setSSH)
 		case t.is("ha"):
 			p.settings("ha", haSettings, p.setHA)
+		case t.is("safety"):
+			p.safety()
 		default:
 			p.expected("one of " + topLevelWords)
 			if t.kind == tRBrace {
@@ -666,13 +669,19 @@ const maxSeconds = 1 << 30
 
 var (
 	sshSettings = []string{"user", "port", "identity", "known-hosts", "accept-new", "remote-command", "connect-timeout", "keepalive"}
-	haSettings  = []string{"cluster-ip", "ip-resource", "failover-policy", "stranded", "notify", "rescan-interval", "watch"}
+	haSettings     = []string{"cluster-ip", "ip-resource", "failover-policy", "stranded", "notify", "rescan-interval", "watch"}
+	safetySettings = []string{"max-delete", "max-delete-count", "devices"}
 )
 
 // settings parses an ocf-csync block of "name value;" lines.
 func (p *parser) settings(block string, names []string, set func(name string, v token) string) {
 	kw := p.tok
 	p.advance()
+	p.settingsBody(block, kw, names, set)
+}
+
+// settingsBody parses the "{ name value; ... }" of a block opened by kw.
+func (p *parser) settingsBody(block string, kw token, names []string, set func(name string, v token) string) {
 	if !p.open(block) {
 		return
 	}
@@ -704,6 +713,115 @@ func (p *parser) settings(block string, names []string, set func(name string, v 
 		}
 		p.semi(block + " " + t.text)
 	}
+}
+
+// safety parses "safety { }" (every group) or "safety GROUP { }" (one group;
+// the group may be defined later in the file, checkSafetyGroups checks it).
+func (p *parser) safety() {
+	kw := p.tok
+	p.advance()
+	if p.tok.kind == tLBrace {
+		p.settingsBody("safety", kw, safetySettings, func(name string, v token) string {
+			return setSafety(&p.cfg.Safety, name, v)
+		})
+		return
+	}
+	name := p.tok
+	if !name.isValue() {
+		p.expected("'{' or a group name after safety")
+		p.sync()
+		return
+	}
+	p.advance()
+	if name.kind == tWord && strings.HasSuffix(name.text, "{") && len(name.text) > 1 {
+		// "safety g{" lexes as one word; report it and read the block.
+		p.errorf(name.pos, "expected '{' after safety group name, found %s (put a space before '{')", name.describe())
+		name.text = strings.TrimSuffix(name.text, "{")
+		next := p.tok
+		p.pending = &next
+		p.tok = token{kind: tLBrace, text: "{", pos: name.pos}
+	}
+	if p.cfg.GroupSafety == nil {
+		p.cfg.GroupSafety = map[string]*SafetyOverride{}
+	}
+	o := p.cfg.GroupSafety[name.text]
+	if o == nil {
+		o = &SafetyOverride{Group: name.text, Pos: name.pos}
+		p.cfg.GroupSafety[name.text] = o
+	}
+	p.settingsBody("safety "+name.text, kw, safetySettings, func(setting string, v token) string {
+		var s Safety
+		if want := setSafety(&s, setting, v); want != "" {
+			return want
+		}
+		switch setting {
+		case "max-delete":
+			o.MaxDeletePercent = &s.MaxDeletePercent
+		case "max-delete-count":
+			o.MaxDeleteCount = &s.MaxDeleteCount
+		case "devices":
+			o.RefuseDevices = &s.RefuseDevices
+		}
+		return ""
+	})
+}
+
+// setSafety stores one safety setting into s.
+func setSafety(s *Safety, name string, v token) string {
+	switch name {
+	case "max-delete":
+		n, err := strconv.Atoi(strings.TrimSuffix(v.text, "%"))
+		if err != nil || n < 0 || n > 100 {
+			return "a percentage (0-100, 0 = off)"
+		}
+		s.MaxDeletePercent = n
+	case "max-delete-count":
+		n, err := strconv.Atoi(v.text)
+		if err != nil || n < 0 {
+			return "a number of files (0 or more, 0 = off)"
+		}
+		s.MaxDeleteCount = n
+	case "devices":
+		if !slices.Contains(DevicesPolicies, v.text) {
+			return "one of " + strings.Join(DevicesPolicies, ", ")
+		}
+		s.RefuseDevices = v.text == "refuse"
+	}
+	return ""
+}
+
+// checkSafetyGroups reports "safety GROUP" blocks naming no group.
+func (p *parser) checkSafetyGroups() {
+	names := make([]string, 0, len(p.cfg.GroupSafety))
+	for n := range p.cfg.GroupSafety {
+		names = append(names, n)
+	}
+	slices.SortFunc(names, func(a, b string) int {
+		pa, pb := p.cfg.GroupSafety[a].Pos, p.cfg.GroupSafety[b].Pos
+		if pa.File != pb.File {
+			return strings.Compare(pa.File, pb.File)
+		}
+		if pa.Line != pb.Line {
+			return pa.Line - pb.Line
+		}
+		return pa.Col - pb.Col
+	})
+	for _, n := range names {
+		if p.cfg.Group(n) == nil {
+			known := make([]string, len(p.cfg.Groups))
+			for i, g := range p.cfg.Groups {
+				known[i] = g.Name
+			}
+			p.errorf(p.cfg.GroupSafety[n].Pos, "expected a group name after safety (%s), found unknown group %q", orNone(known), n)
+		}
+	}
+}
+
+func orNone(names []string) string {
+	if len(names) == 0 {
+		return "none defined"
+	}
+	return strings.Join(names, ", ")
 }
 
 // setSSH stores one ssh setting; it returns what was expected if v is bad.

@@ -41,6 +41,14 @@ type GroupSummary struct {
 	BackupGenerations int              `json:"backup_generations"`
 	Backups           bool             `json:"backups"` // directory set and generations > 1
 	Roots             []string         `json:"roots"`
+	Safety            SafetySummary    `json:"safety"`
+}
+
+// SafetySummary is the effective safety block of a group (0 = off).
+type SafetySummary struct {
+	MaxDeletePercent int    `json:"max_delete_percent"`
+	MaxDeleteCount   int    `json:"max_delete_count"`
+	Devices          string `json:"devices"` // allow | refuse
 }
 
 // HostSummary is a host with its role for this node: self, peer or slave.
@@ -130,7 +138,13 @@ func (v *NodeView) Summary() Summary {
 		}
 	}
 	for _, g := range v.Groups {
-		s.Groups = append(s.Groups, g.summary())
+		gs := g.summary()
+		sf := c.SafetyFor(g.Name)
+		gs.Safety = SafetySummary{MaxDeletePercent: sf.MaxDeletePercent, MaxDeleteCount: sf.MaxDeleteCount, Devices: "allow"}
+		if sf.RefuseDevices {
+			gs.Safety.Devices = "refuse"
+		}
+		s.Groups = append(s.Groups, gs)
 	}
 	for _, w := range c.Warnings {
 		s.Warnings = append(s.Warnings, w.String())
@@ -236,6 +250,8 @@ func (s Summary) WriteText(w io.Writer) error {
 			p("\n")
 		}
 		p("  roots    %s\n", strings.Join(g.Roots, " "))
+		p("  safety   max-delete %s, max-delete-count %s, devices %s\n",
+			offOr(g.Safety.MaxDeletePercent, "%"), offOr(g.Safety.MaxDeleteCount, ""), g.Safety.Devices)
 	}
 	if len(s.OtherGroups) > 0 {
 		p("\nnot a member of: %s\n", strings.Join(s.OtherGroups, ", "))
@@ -278,6 +294,13 @@ func (s Summary) WriteText(w io.Writer) error {
 		}
 	}
 	return b.Flush()
+}
+
+func offOr(n int, unit string) string {
+	if n == 0 {
+		return "off"
+	}
+	return strconv.Itoa(n) + unit
 }
 
 func yesNo(b bool) string {
