@@ -332,7 +332,7 @@ func (a *Agent) Init(ctx context.Context, args []string) error {
 	if a.Env.Get("OCF_RESOURCE_INSTANCE") == "" {
 		// Without a cluster name, one instance per config file, so that
 		// two haresources lines with different configs do not collide.
-		cfg := DefaultConfig
+		cfg := defaultConfig()
 		if len(args) >= 3 {
 			cfg = args[1]
 		} else if v, ok := a.Env.Param("config"); ok && v != "" {

@@ -375,12 +375,13 @@ func TestParseParamsDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.Config != DefaultConfig || p.RscTmp != DefaultRscTmp || p.Instance != "default" ||
+	// DefaultConfig, or /etc/csync2.cfg where only that exists (config.Locate's test covers the choice).
+	if p.Config != defaultConfig() || p.RscTmp != DefaultRscTmp || p.Instance != "default" ||
 		p.FinalSyncMargin != DefaultFinalSyncMargin || p.UnreachableThreshold != DefaultUnreachableThreshold ||
 		p.RescanInterval != 0 || p.FailoverPolicy != "" {
 		t.Errorf("defaults: %+v", p)
 	}
-	if got, want := p.stateDir(), "/var/lib/ocf-csync/ocf-csync"; got != want {
+	if got, want := p.stateDir(), DefaultStateDir(p.Config); got != want {
 		t.Errorf("state dir %q, want %q", got, want)
 	}
 	if got, want := p.StateFile(), "/run/resource-agents/ocf-csync-default.state"; got != want {

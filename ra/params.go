@@ -13,11 +13,12 @@ import (
 	"time"
 
 	"ocf-csync/ocf"
+	"ocf-csync/syncer/config"
 )
 
 // Defaults of the agent parameters.
 const (
-	DefaultConfig               = "/etc/ocf-csync.cfg"
+	DefaultConfig               = config.DefaultFile
 	DefaultStateRoot            = "/var/lib/ocf-csync"
 	DefaultFinalSyncMargin      = 10 * time.Second
 	DefaultUnreachableThreshold = 300 * time.Second
@@ -46,7 +47,7 @@ var paramDefs = []paramDef{
 		short: "ocf-csync configuration file",
 		long: "Path of the csync2-syntax configuration file (groups, hosts, keys, include/exclude, and the " +
 			"ocf-csync ssh and ha blocks). It should be identical on every node. Required under Pacemaker; " +
-			"the init/haresources script falls back to " + DefaultConfig + "."},
+			"the init/haresources script falls back to " + DefaultConfig + ", then " + config.Csync2File + "."},
 	{name: "cluster_ip", typ: "string", def: "",
 		short: "cluster IP that marks the active node",
 		long: "Only the node holding this IP address on a local interface pushes changes. Overrides " +
@@ -137,9 +138,18 @@ func ParseParams(e ocf.Env) (*Params, error) {
 		p.RscTmp = DefaultRscTmp
 	}
 	if p.Config == "" {
-		p.Config = DefaultConfig
+		p.Config = defaultConfig()
 	}
 	return p, p.check(get)
+}
+
+// defaultConfig is the config file when the parameter is empty:
+// DefaultConfig, else csync2's /etc/csync2.cfg (the migration path).
+func defaultConfig() string {
+	if loc, err := config.Locate(""); err == nil {
+		return loc.Path
+	}
+	return DefaultConfig
 }
 
 // check rejects values that can never be right, and fills the durations

@@ -33,7 +33,7 @@ func (a *Agent) validate(ctx context.Context, p *Params, perr error, level int) 
 	cfg, err := config.Load(p.Config)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		return nil, &ocf.Error{Status: ocf.ErrInstalled, Reason: fmt.Sprintf("config file %s not found on this node (copy it from the other nodes)", p.Config)}
+		return nil, &ocf.Error{Status: ocf.ErrInstalled, Reason: fmt.Sprintf("config file %s not found on this node (copy it from the other nodes; a new cluster starts with 'ocf-csync init' or %s)", p.Config, config.ExampleFile)}
 	case errors.Is(err, config.ErrInvalid):
 		// The config package's messages carry file:line:col.
 		return nil, &ocf.Error{Status: ocf.ErrConfigured, Reason: "invalid config: " + err.Error()}

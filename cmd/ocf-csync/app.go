@@ -29,7 +29,8 @@ type Env struct {
 
 func (e Env) getenv(k string) string { return ocf.NewEnv(e.Environ).Get(k) }
 
-const defaultConfig = "/etc/ocf-csync.cfg"
+// sysRoot prefixes the default config paths; only tests change it.
+var sysRoot = "/"
 
 // errUsage marks command-line mistakes (exit 2 in CLI mode).
 var errUsage = errors.New("usage error")
@@ -143,7 +144,7 @@ func newApp(env Env) *cli.App {
 		HideHelpCommand: true,
 		ExitErrHandler:  func(*cli.Context, error) {}, // exit codes come from ExitCode, never from cli
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Value: defaultConfig, EnvVars: []string{"OCF_CSYNC_CONFIG"}, Usage: "csync2-syntax config `FILE`"},
+			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, EnvVars: []string{"OCF_CSYNC_CONFIG"}, Usage: "csync2-syntax config `FILE` (default " + config.DefaultFile + ", else " + config.Csync2File + ")"},
 			&cli.StringFlag{Name: "node", Aliases: []string{"N"}, EnvVars: []string{"OCF_CSYNC_NODE"}, Usage: "this node's `NAME` as in the config's host lines (default: crm_node -n, then the hostname)"},
 			&cli.StringFlag{Name: "state-dir", EnvVars: []string{"OCF_CSYNC_STATE_DIR"}, Usage: "state database `DIR` (default /var/lib/ocf-csync/<config name>)"},
 			&cli.IntFlag{Name: "lock-timeout", Value: -1, Usage: "seconds to wait for the state database (default: the config's lock-timeout, 12)"},
@@ -235,15 +236,15 @@ func nodeName(ctx context.Context, c *cli.Context) (string, error) {
 }
 
 // flagString finds a flag given on this command or any parent (serve takes
-// --config and --node after its name, as the remote command line has them).
+// --config and --node after its name, as the remote command line has them),
+// or its environment variable; "" when none is set.
 func flagString(c *cli.Context, name string) string {
-	lineage := c.Lineage()
-	for _, cc := range lineage {
-		if cc.IsSet(name) {
+	for _, cc := range c.Lineage() {
+		if cc.IsSet(name) && cc.String(name) != "" {
 			return cc.String(name)
 		}
 	}
-	return lineage[len(lineage)-1].String(name)
+	return ""
 }
 
 // loaded is a parsed config seen from this node.
@@ -253,8 +254,27 @@ type loaded struct {
 	view *config.NodeView
 }
 
+// configPath is --config (on this command or a parent) or
+// $OCF_CSYNC_CONFIG, else the first default file that exists (DESIGN §4).
+func configPath(ctx context.Context, c *cli.Context) (string, error) {
+	if p := flagString(c, "config"); p != "" {
+		return p, nil
+	}
+	loc, err := config.Locate(sysRoot)
+	if err != nil {
+		return "", err
+	}
+	if loc.Fallback {
+		logger(ctx).Info("using csync2's config: "+loc.Tried[0]+" does not exist", "config", loc.Path)
+	}
+	return loc.Path, nil
+}
+
 func loadConfig(ctx context.Context, c *cli.Context) (*loaded, error) {
-	path := flagString(c, "config")
+	path, err := configPath(ctx, c)
+	if err != nil {
+		return nil, err
+	}
 	cfg, err := config.Load(path)
 	if err != nil {
 		return nil, err
@@ -268,6 +288,11 @@ func loadConfig(ctx context.Context, c *cli.Context) (*loaded, error) {
 	}
 	view, err := cfg.Node(name)
 	if err != nil {
+		if explicit := flagString(c, "node"); explicit != "" {
+			if err := checkNode(cfg, name); err != nil {
+				return nil, err
+			}
+		}
 		return nil, err
 	}
 	return &loaded{path: path, cfg: cfg, view: view}, nil

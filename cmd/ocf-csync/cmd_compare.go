@@ -144,6 +144,11 @@ func diffCommand(env Env) *cli.Command {
 			if err != nil {
 				return err
 			}
+			if p := c.String("peer"); p != "" {
+				if err := l.checkPeers([]string{p}); err != nil {
+					return err
+				}
+			}
 			paths, err := absPaths(c.Args().Slice())
 			if err != nil {
 				return err

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -53,6 +54,11 @@ func listCommand(env Env) *cli.Command {
 			if err != nil {
 				return err
 			}
+			if p := c.String("peer"); p != "" {
+				if err := l.checkPeers([]string{p}); err != nil {
+					return err
+				}
+			}
 			st, err := openStore(ctx, c, l, false)
 			if err != nil {
 				return err
@@ -76,7 +82,7 @@ func listCommand(env Env) *cli.Command {
 					return perr
 				}
 				for _, peer := range peers {
-					if pf := c.String("peer"); pf != "" && pf != peer {
+					if pf := c.String("peer"); pf != "" && strings.ToLower(pf) != peer {
 						continue
 					}
 					err = st.Dirty(peer, func(p string, d state.DirtyRecord) error {

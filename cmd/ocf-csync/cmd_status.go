@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -27,6 +28,7 @@ type peerStatus struct {
 type statusReport struct {
 	Node      string       `json:"node"`
 	Role      string       `json:"role"`
+	SlaveIn   []string     `json:"slave_in"` // groups where this node only receives
 	Reason    string       `json:"reason"`
 	IPHolder  string       `json:"ip_holder,omitempty"`
 	Quorum    bool         `json:"quorum"`
@@ -51,11 +53,21 @@ func statusCommand(env Env) *cli.Command {
 			if err != nil {
 				return err
 			}
-			rep := statusReport{Node: l.view.Name, Daemon: "not running", Conflicts: []string{}, Stranded: []string{}}
+			rep := statusReport{Node: l.view.Name, Daemon: "not running", Conflicts: []string{}, Stranded: []string{}, SlaveIn: []string{}}
 			d, _ := ha.NewGate(l.cfg.HA, nil, logger(ctx)).Active(ctx)
 			rep.Role, rep.Reason, rep.IPHolder, rep.Quorum = "standby", d.Reason, d.IPHolder, d.Quorum
 			if d.Active {
 				rep.Role = "active"
+			}
+			for _, g := range l.view.Groups {
+				if g.IsSlave(l.view.Name) {
+					rep.SlaveIn = append(rep.SlaveIn, g.Name)
+				}
+			}
+			if len(rep.SlaveIn) == len(l.view.Groups) {
+				// Never pushes, whoever holds the IP.
+				rep.Role = "slave"
+				rep.Reason = "receive-only in every group: local changes are never pushed, and a master's next push overwrites them"
 			}
 			var health ra.Health
 			if run, ok := ra.FindDaemon(env.getenv("HA_RSCTMP"), l.path); ok {
@@ -113,6 +125,9 @@ func statusCommand(env Env) *cli.Command {
 			w := env.Stdout
 			fmt.Fprintf(w, "node:      %s\n", rep.Node)
 			fmt.Fprintf(w, "role:      %s (%s)\n", rep.Role, rep.Reason)
+			if rep.Role != "slave" && len(rep.SlaveIn) > 0 {
+				fmt.Fprintf(w, "slave in:  %s (receive-only there: local changes are never pushed)\n", strings.Join(rep.SlaveIn, ", "))
+			}
 			if rep.IPHolder != "" {
 				fmt.Fprintf(w, "ip holder: %s\n", rep.IPHolder)
 			}

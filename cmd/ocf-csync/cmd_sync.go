@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -47,6 +49,12 @@ func runPush(env Env, c *cli.Context, check bool) error {
 	ctx := c.Context
 	l, err := loadConfig(ctx, c)
 	if err != nil {
+		return err
+	}
+	if err := l.checkPeers(c.StringSlice("peer")); err != nil {
+		return err
+	}
+	if err := l.checkGroups(c.StringSlice("group")); err != nil {
 		return err
 	}
 	paths, err := absPaths(c.Args().Slice())
@@ -130,7 +138,39 @@ func runPush(env Env, c *cli.Context, check bool) error {
 			fmt.Fprintf(env.Stdout, "finished in %.2fs\n", time.Since(start).Seconds())
 		}
 	}
-	return res.Err()
+	return errors.Join(res.Err(), slaveRefusal(l, res))
+}
+
+// slaveRefusal is csync2's "Permission denied for slave!" for the local
+// changes a slave cannot push: the admin learns that they will be lost.
+func slaveRefusal(l *loaded, res engine.Result) error {
+	var paths []string
+	for _, p := range res.Peers {
+		for _, path := range p.SkippedPaths {
+			if d := engine.DisplayPath(path); !slices.Contains(paths, d) {
+				paths = append(paths, d)
+			}
+		}
+	}
+	if len(paths) == 0 {
+		return nil
+	}
+	var groups []string
+	for _, g := range l.view.Groups {
+		if g.IsSlave(l.view.Name) {
+			groups = append(groups, g.Name)
+		}
+	}
+	return fmt.Errorf("permission denied for slave: %s is a receive-only slave in group %s, so %d local change(s) were not pushed, "+
+		"and a master overwrites them when it next pushes these files ('ocf-csync compare --mark %s' on a master does it at once): %s",
+		l.view.Name, strings.Join(groups, ", "), len(paths), l.view.Name, strings.Join(firstN(paths, 10), ", "))
+}
+
+func firstN(s []string, n int) []string {
+	if len(s) > n {
+		return append(s[:n:n], fmt.Sprintf("and %d more", len(s)-n))
+	}
+	return s
 }
 
 func humanBytes(n int64) string {

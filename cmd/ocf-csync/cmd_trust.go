@@ -29,6 +29,9 @@ func trustHostCommand(env Env) *cli.Command {
 				return err
 			}
 			name := strings.ToLower(c.String("peer"))
+			if err := l.checkPeers([]string{name}); err != nil {
+				return err
+			}
 			var host config.Host
 			found := false
 			for _, g := range l.view.Groups {

@@ -29,9 +29,15 @@ var update = flag.Bool("update", false, "rewrite the golden files (cmp targets) 
 // processes the scripts start with exec.
 func TestMain(m *testing.M) {
 	testscript.Main(m, map[string]func(){
-		"ocf-csync": func() { os.Exit(run()) },
-		"holddb":    func() { os.Exit(holdDB(os.Args[1:])) },
-		"holdlock":  func() { os.Exit(holdLock(os.Args[1:])) },
+		"ocf-csync": func() {
+			// A fake root for the default config paths (defaults.txtar).
+			if r := os.Getenv("OCF_CSYNC_TEST_ROOT"); r != "" {
+				sysRoot = r
+			}
+			os.Exit(run())
+		},
+		"holddb":   func() { os.Exit(holdDB(os.Args[1:])) },
+		"holdlock": func() { os.Exit(holdLock(os.Args[1:])) },
 	})
 }
 

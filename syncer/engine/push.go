@@ -66,8 +66,9 @@ type PeerResult struct {
 	Planned, Updated, Same         int
 	Deleted, Conflicts, Refused    int
 	Failed, Skipped                int
-	AutoResolved                   int // conflicts the local side won under auto (or as master): re-sent forced
-	PeerWins                       int // conflicts (counted in Conflicts) the peer's version wins under auto
+	SkippedPaths                   []string // local changes not pushed: this node is a slave in their group
+	AutoResolved                   int      // conflicts the local side won under auto (or as master): re-sent forced
+	PeerWins                       int      // conflicts (counted in Conflicts) the peer's version wins under auto
 	DataBytes, WireSent, WireRecvd int64
 	Duration                       time.Duration
 	Err                            error
@@ -311,7 +312,7 @@ func pushPeer(ctx context.Context, o *Options, peer string, groups map[string]bo
 	for _, path := range p.skipped {
 		log.Info("not pushing: this node is a slave in the group", "path", path)
 	}
-	res.Skipped = len(p.skipped)
+	res.Skipped, res.SkippedPaths = len(p.skipped), p.skipped
 	res.Planned = p.len()
 	if p.len() == 0 && o.Handoff == nil && o.Mark == nil {
 		return res

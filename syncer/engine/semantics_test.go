@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -471,12 +472,15 @@ func TestCompareMarkFetch(t *testing.T) {
 // TestSlavePushRefused: a slave never pushes; a forced connection as the
 // slave is refused at the handshake.
 func TestSlavePushRefused(t *testing.T) {
-	nodes, _ := setupCfg(t, []string{"a", "b"}, "group g { host a (b); key KEY; include %data%; }\n")
+	nodes, _ := setupCfg(t, []string{"a", "b", "c"}, "group g { host a (b) c; key KEY; include %data%; }\n")
 	a, b := nodes["a"], nodes["b"]
 	write(t, filepath.Join(b.root, "f"), "slave's")
 	res := b.sync(t, nodes, Options{})
-	if len(res.Peers) != 1 || res.Peers[0].Skipped == 0 || res.Peers[0].Updated != 0 {
+	if len(res.Peers) != 2 || res.Peers[0].Skipped == 0 || res.Peers[0].Updated != 0 {
 		t.Fatalf("slave push: %+v", res.Peers)
+	}
+	if !slices.Contains(res.Peers[0].SkippedPaths, filepath.Join(b.root, "f")) {
+		t.Errorf("skipped paths %q do not name the slave's change", res.Peers[0].SkippedPaths)
 	}
 	if exists(filepath.Join(a.root, "f")) {
 		t.Fatalf("the slave's file reached the master")
@@ -496,5 +500,12 @@ func TestSlavePushRefused(t *testing.T) {
 	}
 	if got := read(t, filepath.Join(b.root, "f")); got != "master's" {
 		t.Errorf("the master's push did not overwrite the slave's change: %q", got)
+	}
+	// The overwritten change is no longer pending on the slave, toward
+	// any peer (csync2's FLUSH).
+	for _, peer := range []string{"a", "c"} {
+		if n, err := b.st.DirtyCount(peer); err != nil || n != 0 {
+			t.Errorf("slave still has %d entries pending for %s after the master overwrote f (%v)", n, peer, err)
+		}
 	}
 }

@@ -557,6 +557,13 @@ func (r *receiver) done(op *proto.Op, g *config.GroupView, local string, rec *st
 		a.Current = proto.RecordFrom(now)
 	}
 	r.batch.ClearDirty(r.sender, local)
+	if g.IsSlave(r.o.View.Name) {
+		// A slave's own change to this path is overwritten now: nothing
+		// of it is left to report as pending toward any peer (csync2's FLUSH).
+		for _, h := range g.Peers() {
+			r.batch.ClearDirty(h.Name, local)
+		}
+	}
 	if op.Forced && r.hasConflict(local) {
 		// The sender's version won a conflict: it is settled here too.
 		if err := r.o.Store.DeleteConflict(local, r.sender); err != nil {
