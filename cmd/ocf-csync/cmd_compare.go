@@ -144,10 +144,8 @@ func diffCommand(env Env) *cli.Command {
 			if err != nil {
 				return err
 			}
-			if p := c.String("peer"); p != "" {
-				if err := l.checkPeers([]string{p}); err != nil {
-					return err
-				}
+			if err := l.checkPeers([]string{c.String("peer")}); err != nil {
+				return err
 			}
 			paths, err := absPaths(c.Args().Slice())
 			if err != nil {

@@ -54,10 +54,8 @@ func listCommand(env Env) *cli.Command {
 			if err != nil {
 				return err
 			}
-			if p := c.String("peer"); p != "" {
-				if err := l.checkPeers([]string{p}); err != nil {
-					return err
-				}
+			if err := l.checkPeers([]string{c.String("peer")}); err != nil {
+				return err
 			}
 			st, err := openStore(ctx, c, l, false)
 			if err != nil {

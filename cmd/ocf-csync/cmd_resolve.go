@@ -36,10 +36,8 @@ func resolveCommand(env Env) *cli.Command {
 			if err != nil {
 				return err
 			}
-			if p := c.String("peer"); p != "" {
-				if err := l.checkPeers([]string{p}); err != nil {
-					return err
-				}
+			if err := l.checkPeers([]string{c.String("peer")}); err != nil {
+				return err
 			}
 			paths, err := absPaths(c.Args().Slice())
 			if err != nil {

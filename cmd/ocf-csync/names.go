@@ -41,11 +41,11 @@ func (l *loaded) knownPeers() []string {
 
 // checkPeers refuses -P/--peer values that no group of this node knows
 // (csync2 compares peer names case-insensitively); a typo must not turn a
-// sync into a silent no-op.
+// sync into a silent no-op. "" is an unset flag.
 func (l *loaded) checkPeers(peers []string) error {
 	known := l.knownPeers()
 	for _, p := range peers {
-		if slices.Contains(known, strings.ToLower(p)) {
+		if p == "" || slices.Contains(known, strings.ToLower(p)) {
 			continue
 		}
 		if strings.EqualFold(p, l.view.Name) {
