@@ -87,7 +87,8 @@ func (h *LogHandler) Enabled(_ context.Context, l slog.Level) bool {
 	return l >= slog.LevelInfo || h.o.Debug
 }
 
-func levelName(l slog.Level) string {
+// LevelName is ocf_log's word for a level: CRIT, ERROR, WARNING, INFO, DEBUG.
+func LevelName(l slog.Level) string {
 	switch {
 	case l >= slog.LevelError+4:
 		return "CRIT"
@@ -104,7 +105,7 @@ func levelName(l slog.Level) string {
 // Handle formats one record and writes it to every destination.
 func (h *LogHandler) Handle(_ context.Context, r slog.Record) error {
 	var b strings.Builder
-	b.WriteString(levelName(r.Level))
+	b.WriteString(LevelName(r.Level))
 	b.WriteString(": ")
 	b.WriteString(r.Message)
 	b.WriteString(h.prefix)

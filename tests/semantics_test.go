@@ -99,16 +99,20 @@ func TestConflictForceAndAuto(t *testing.T) {
 		}
 	}
 	r = e.expectCode(0, n2, "--json", "conflicts")
-	var cj struct {
+	var cjs []struct {
 		Path, Peer    string
 		Local, Remote struct {
-			Size   int64
+			Size   int64 `json:"size_bytes"`
 			SHA256 string
 		}
 	}
-	if err := json.Unmarshal([]byte(r.stdout), &cj); err != nil || cj.Path != f || cj.Peer != "node1" ||
+	if err := json.Unmarshal([]byte(r.stdout), &cjs); err != nil || len(cjs) != 1 {
+		t.Fatalf("conflicts --json on node2: %d conflicts, %v; want 1\n%s", len(cjs), err, r.stdout)
+	}
+	cj := cjs[0]
+	if cj.Path != f || cj.Peer != "node1" ||
 		cj.Local.Size != 19 || cj.Remote.SHA256 != sha256Hex("from node1\n") {
-		t.Errorf("conflicts --json on node2 (the receiver records it too): %+v, %v\n%s", cj, err, r.stdout)
+		t.Errorf("conflicts --json on node2 (the receiver records it too): %+v\n%s", cj, r.stdout)
 	}
 
 	// force on node1: its version wins, and both nodes forget the conflict.

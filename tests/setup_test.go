@@ -158,16 +158,23 @@ func (e *env) mustSync(n *cluster.Node, args ...string) result {
 	return r
 }
 
-// pushResult mirrors the JSON of `ocf-csync --json sync` (engine.Result).
+// pushResult is the part of `ocf-csync --json sync` the tests read.
 type pushResult struct {
 	Peers []struct {
-		Peer                           string
-		Planned, Updated, Same         int
-		Deleted, Conflicts, Refused    int
-		Failed, Skipped                int
-		DataBytes, WireSent, WireRecvd int64
-		Problems                       []string
-	}
+		Peer      string   `json:"peer"`
+		Planned   int      `json:"planned"`
+		Updated   int      `json:"updated"`
+		Same      int      `json:"same"`
+		Deleted   int      `json:"deleted"`
+		Conflicts int      `json:"conflicts"`
+		Refused   int      `json:"refused"`
+		Failed    int      `json:"failed"`
+		Skipped   int      `json:"skipped"`
+		DataBytes int64    `json:"data_bytes"`
+		WireSent  int64    `json:"wire_sent_bytes"`
+		WireRecvd int64    `json:"wire_received_bytes"`
+		Problems  []string `json:"problems"`
+	} `json:"peers"`
 }
 
 // syncJSON runs `--json sync` on node n, which must succeed, and decodes

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -171,6 +170,7 @@ func newApp(env Env) *cli.App {
 			diffCommand(env),
 			keygenCommand(env),
 			daemonCommand(env),
+			versionCommand(env),
 		},
 		Before: func(c *cli.Context) error {
 			c.Context = withLogger(c.Context, newLogger(env.Stderr, verbosity(c)))
@@ -186,44 +186,11 @@ func newApp(env Env) *cli.App {
 	return app
 }
 
-const version = "0.1.0-dev"
-
-// -v means verbose here (csync2), so --version loses its short alias.
-func init() {
-	cli.VersionFlag = &cli.BoolFlag{Name: "version", Usage: "print the version"}
-}
-
 func verbosity(c *cli.Context) int {
 	if c.Bool("quiet") {
 		return -1
 	}
 	return c.Count("verbose")
-}
-
-type loggerKey struct{}
-
-func withLogger(ctx context.Context, l *slog.Logger) context.Context {
-	return context.WithValue(ctx, loggerKey{}, l)
-}
-
-func logger(ctx context.Context) *slog.Logger {
-	if l, ok := ctx.Value(loggerKey{}).(*slog.Logger); ok {
-		return l
-	}
-	return slog.New(slog.NewTextHandler(io.Discard, nil))
-}
-
-func newLogger(w io.Writer, v int) *slog.Logger {
-	level := slog.LevelWarn
-	switch {
-	case v < 0:
-		level = slog.LevelError
-	case v == 1:
-		level = slog.LevelInfo
-	case v >= 2:
-		level = slog.LevelDebug
-	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
 }
 
 // nodeName resolves this node's name: --node, then crm_node -n, then the
@@ -265,7 +232,7 @@ func configPath(ctx context.Context, c *cli.Context) (string, error) {
 		return "", err
 	}
 	if loc.Fallback {
-		logger(ctx).Info("using csync2's config: "+loc.Tried[0]+" does not exist", "config", loc.Path)
+		logger(ctx).Info(loc.Tried[0] + " does not exist: reading csync2's " + loc.Path)
 	}
 	return loc.Path, nil
 }
@@ -280,7 +247,7 @@ func loadConfig(ctx context.Context, c *cli.Context) (*loaded, error) {
 		return nil, err
 	}
 	for _, w := range cfg.Warnings {
-		logger(ctx).Warn("config", "warning", w.String())
+		logger(ctx).Warn(w.String())
 	}
 	name, err := nodeName(ctx, c)
 	if err != nil {

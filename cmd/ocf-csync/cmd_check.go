@@ -1,10 +1,11 @@
 package main
 
 import (
-	"encoding/json"
+	"context"
 	"errors"
 	"fmt"
 	"path/filepath"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -25,9 +26,7 @@ func configCommand(env Env) *cli.Command {
 				}
 				sum := l.view.Summary()
 				if c.Bool("json") {
-					enc := json.NewEncoder(env.Stdout)
-					enc.SetIndent("", "  ")
-					return enc.Encode(sum)
+					return writeJSON(env.Stdout, sum)
 				}
 				return sum.WriteText(env.Stdout)
 			},
@@ -64,6 +63,7 @@ func checkCommand(env Env) *cli.Command {
 		},
 		Action: func(c *cli.Context) error {
 			ctx := c.Context
+			start := time.Now()
 			l, err := loadConfig(ctx, c)
 			if err != nil {
 				return err
@@ -86,10 +86,12 @@ func checkCommand(env Env) *cli.Command {
 				return err
 			}
 			for _, e := range res.Errors {
-				fmt.Fprintf(env.Stderr, "ocf-csync: warning: %v\n", e)
+				logger(ctx).Warn(e.Error())
 			}
 			if c.Bool("json") {
-				return json.NewEncoder(env.Stdout).Encode(res)
+				return writeJSON(env.Stdout, checkJSON{Scanned: res.Scanned, Hashed: res.Hashed, New: res.New,
+					Changed: res.Changed, MetaOnly: res.MetaOnly, Deleted: res.Deleted, Dirtied: res.Dirtied,
+					Problems: errorStrings(res.Errors), DurationSeconds: seconds(time.Since(start))})
 			}
 			if verbosity(c) >= 0 {
 				fmt.Fprintf(env.Stdout, "checked %d entries: %d new, %d changed (%d metadata only), %d deleted; %d marked dirty\n",
@@ -98,6 +100,19 @@ func checkCommand(env Env) *cli.Command {
 			return nil
 		},
 	}
+}
+
+// checkJSON is check's --json output.
+type checkJSON struct {
+	Scanned         int      `json:"scanned"`
+	Hashed          int      `json:"hashed"`
+	New             int      `json:"new"`
+	Changed         int      `json:"changed"`
+	MetaOnly        int      `json:"meta_only"`
+	Deleted         int      `json:"deleted"`
+	Dirtied         int      `json:"dirtied"`
+	Problems        []string `json:"problems"` // per-path problems; the scan went on past them
+	DurationSeconds float64  `json:"duration_seconds"`
 }
 
 func markCommand(env Env) *cli.Command {
@@ -117,8 +132,13 @@ func markCommand(env Env) *cli.Command {
 			defer s.st.Close()
 			l, st, paths := s.loaded, s.st, s.paths
 			n, err := scan.Mark(ctx, st, l.view, paths, c.Bool("recursive"), scan.Options{Ignore: l.cfg.Ignore, Logger: logger(ctx)})
-			if err = warnNotIncluded(env, err); err != nil {
+			if err = warnNotIncluded(ctx, err); err != nil {
 				return err
+			}
+			if c.Bool("json") {
+				return writeJSON(env.Stdout, struct {
+					Marked int `json:"marked"`
+				}{n})
 			}
 			if verbosity(c) >= 0 {
 				fmt.Fprintf(env.Stdout, "marked %d dirty\n", n)
@@ -130,7 +150,7 @@ func markCommand(env Env) *cli.Command {
 
 // warnNotIncluded prints the paths outside every group from Mark's joined
 // error as warnings, as check does, and returns the real errors.
-func warnNotIncluded(env Env, err error) error {
+func warnNotIncluded(ctx context.Context, err error) error {
 	var errs []error
 	if j, ok := err.(interface{ Unwrap() []error }); ok {
 		errs = j.Unwrap()
@@ -140,7 +160,7 @@ func warnNotIncluded(env Env, err error) error {
 	var rest []error
 	for _, e := range errs {
 		if ni := (*scan.NotIncludedError)(nil); errors.As(e, &ni) {
-			fmt.Fprintf(env.Stderr, "ocf-csync: warning: %v\n", e)
+			logger(ctx).Warn(e.Error())
 			continue
 		}
 		rest = append(rest, e)

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -17,6 +16,16 @@ import (
 	"ocf-csync/syncer/scan"
 	"ocf-csync/syncer/state"
 )
+
+// compareJSON is compare's --json output; exit_code says as the exit
+// status does: 0 in sync, 1 differences, 2 trouble (problems).
+type compareJSON struct {
+	Node        string     `json:"node"`
+	Differences []diffJSON `json:"differences"`
+	Problems    []string   `json:"problems"`
+	Marked      *int       `json:"marked,omitempty"` // with --mark
+	ExitCode    int        `json:"exit_code"`
+}
 
 type diffJSON struct {
 	Kind   string    `json:"kind"` // L, R or X
@@ -66,44 +75,53 @@ func compareCommand(env Env) *cli.Command {
 				View: l.view, Store: st, Connect: engine.SSHConnector(l.cfg, l.path, log),
 				Ignore: l.cfg.Ignore, Peers: peers, Paths: paths, Log: log,
 			})
-			enc := json.NewEncoder(env.Stdout)
+			asJSON := c.Bool("json")
+			rep := compareJSON{Node: l.view.Name, Differences: []diffJSON{}, Problems: errorStrings(res.Errors)}
 			for _, d := range res.Diffs {
-				if c.Bool("json") {
-					j := diffJSON{Kind: d.Kind, Node: l.view.Name, Peer: d.Peer, Group: d.Group, Path: d.Path}
-					if d.Local != nil {
-						f := recordJSON(d.Path, d.Local)
-						j.Local = &f
-					}
-					if d.Remote != nil {
-						f := recordJSON(d.Path, d.Remote)
-						j.Remote = &f
-					}
-					if err := enc.Encode(j); err != nil {
-						return err
-					}
+				if !asJSON {
+					fmt.Fprintf(env.Stdout, "%s\t%s\t%s\t%s\n", d.Kind, l.view.Name, d.Peer, engine.DisplayPath(d.Path))
 					continue
 				}
-				fmt.Fprintf(env.Stdout, "%s\t%s\t%s\t%s\n", d.Kind, l.view.Name, d.Peer, engine.DisplayPath(d.Path))
+				j := diffJSON{Kind: d.Kind, Node: l.view.Name, Peer: d.Peer, Group: d.Group, Path: d.Path}
+				if d.Local != nil {
+					f := recordJSON(d.Path, d.Local)
+					j.Local = &f
+				}
+				if d.Remote != nil {
+					f := recordJSON(d.Path, d.Remote)
+					j.Remote = &f
+				}
+				rep.Differences = append(rep.Differences, j)
 			}
-			for _, e := range res.Errors {
-				fmt.Fprintf(env.Stderr, "ocf-csync: compare: %v\n", e)
-			}
-			if len(res.Errors) > 0 {
-				return exitStatus(2)
-			}
-			if c.Bool("mark") {
+			var code exitStatus
+			switch {
+			case len(res.Errors) > 0:
+				code = 2
+			case c.Bool("mark"):
 				n, err := engine.MarkDifferences(st, res.Diffs, c.Bool("delete"))
 				if err != nil {
-					fmt.Fprintf(env.Stderr, "ocf-csync: compare --mark: %v\n", err)
-					return exitStatus(2)
+					code, rep.Problems = 2, append(rep.Problems, "compare --mark: "+err.Error())
+					break
 				}
-				if verbosity(c) >= 0 && !c.Bool("json") {
+				rep.Marked = &n
+				if verbosity(c) >= 0 && !asJSON {
 					fmt.Fprintf(env.Stdout, "marked %d differences dirty; 'ocf-csync update' pushes them\n", n)
 				}
-				return nil
+			case len(res.Diffs) > 0:
+				code = 1
 			}
-			if len(res.Diffs) > 0 {
-				return exitStatus(1)
+			if asJSON {
+				rep.ExitCode = int(code)
+				if err := writeJSON(env.Stdout, rep); err != nil {
+					return err
+				}
+			} else {
+				for _, p := range rep.Problems {
+					fmt.Fprintf(env.Stderr, "ocf-csync: compare: %s\n", p)
+				}
+			}
+			if code != 0 {
+				return code
 			}
 			return nil
 		},

@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"io"
 	"time"
@@ -35,13 +34,13 @@ func conflictsCommand(env Env) *cli.Command {
 			defer s.st.Close()
 			l, st := s.loaded, s.st
 			asJSON := c.Bool("json")
-			enc := json.NewEncoder(env.Stdout)
+			enc := &jsonArray{w: env.Stdout}
 			n := 0
 			err = st.Conflicts(func(cf state.Conflict) error {
 				n++
 				if asJSON {
 					j := conflictJSON{Path: cf.Path, Peer: cf.Peer, Group: cf.Group, Reason: cf.Reason,
-						Detected: time.Unix(0, cf.DetectedNs).UTC().Format(time.RFC3339Nano)}
+						Detected: rfc3339(time.Unix(0, cf.DetectedNs))}
 					if cf.Local.Kind != state.KindNone {
 						f := recordJSON(cf.Path, &cf.Local)
 						j.Local = &f
@@ -50,13 +49,16 @@ func conflictsCommand(env Env) *cli.Command {
 						f := recordJSON(cf.Path, &cf.Remote)
 						j.Remote = &f
 					}
-					return enc.Encode(j)
+					return enc.Add(j)
 				}
 				writeConflict(env.Stdout, l.view.Name, cf)
 				return nil
 			})
 			if err != nil {
 				return err
+			}
+			if asJSON {
+				return enc.Close()
 			}
 			if n == 0 && !asJSON && verbosity(c) >= 0 {
 				fmt.Fprintln(env.Stdout, "no conflicts")

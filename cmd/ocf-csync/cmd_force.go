@@ -32,6 +32,11 @@ func forceCommand(env Env) *cli.Command {
 			if err != nil {
 				return err
 			}
+			if c.Bool("json") {
+				return writeJSON(env.Stdout, struct {
+					Forced int `json:"forced"`
+				}{n})
+			}
 			if verbosity(c) >= 0 {
 				fmt.Fprintf(env.Stdout, "forced %d entries: the local version wins on the next sync\n", n)
 			}

@@ -22,7 +22,15 @@ func keygenCommand(env Env) *cli.Command {
 			if c.NArg() != 1 {
 				return usagef("keygen needs exactly one FILE")
 			}
-			return writeKey(c.Args().First())
+			if err := writeKey(c.Args().First()); err != nil {
+				return err
+			}
+			if c.Bool("json") {
+				return writeJSON(env.Stdout, struct {
+					KeyFile string `json:"key_file"`
+				}{c.Args().First()})
+			}
+			return nil
 		},
 	}
 }

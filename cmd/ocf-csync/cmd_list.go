@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
@@ -21,15 +20,23 @@ type fileJSON struct {
 	Mode   string `json:"mode"`
 	UID    uint32 `json:"uid"`
 	GID    uint32 `json:"gid"`
-	Size   int64  `json:"size"`
+	Size   int64  `json:"size_bytes"`
 	Mtime  string `json:"mtime"`
 	Target string `json:"target,omitempty"`
 	SHA256 string `json:"sha256,omitempty"`
 }
 
+// dirtyJSON is a dirty entry in list dirty --json.
+type dirtyJSON struct {
+	Peer   string `json:"peer"`
+	Path   string `json:"path"`
+	Forced bool   `json:"forced"`
+	Marked string `json:"marked"`
+}
+
 func recordJSON(path string, r *state.FileRecord) fileJSON {
 	f := fileJSON{Path: path, Kind: r.Kind.String(), Mode: fmt.Sprintf("%04o", r.Mode), UID: r.UID, GID: r.GID,
-		Size: r.Size, Mtime: time.Unix(0, r.MtimeNs).UTC().Format(time.RFC3339Nano), Target: r.Target}
+		Size: r.Size, Mtime: rfc3339(time.Unix(0, r.MtimeNs)), Target: r.Target}
 	if r.Kind == state.KindReg {
 		f.SHA256 = hex.EncodeToString(r.Hash[:])
 	}
@@ -63,13 +70,13 @@ func listCommand(env Env) *cli.Command {
 			}
 			defer st.Close()
 			asJSON := c.Bool("json")
-			enc := json.NewEncoder(env.Stdout)
+			enc := &jsonArray{w: env.Stdout}
 			n := 0
 			if what == "files" {
 				err = st.WalkFiles("/", func(p string, r *state.FileRecord) error {
 					n++
 					if asJSON {
-						return enc.Encode(recordJSON(p, r))
+						return enc.Add(recordJSON(p, r))
 					}
 					_, err := fmt.Fprintf(env.Stdout, "%s\t%s\n", checktxt(r), engine.DisplayPath(p))
 					return err
@@ -86,8 +93,7 @@ func listCommand(env Env) *cli.Command {
 					err = st.Dirty(peer, func(p string, d state.DirtyRecord) error {
 						n++
 						if asJSON {
-							return enc.Encode(map[string]any{"peer": peer, "path": p, "forced": d.Forced,
-								"marked": time.Unix(0, d.MarkedNs).UTC().Format(time.RFC3339Nano)})
+							return enc.Add(dirtyJSON{Peer: peer, Path: p, Forced: d.Forced, Marked: rfc3339(time.Unix(0, d.MarkedNs))})
 						}
 						flag := "-"
 						if d.Forced {
@@ -103,6 +109,11 @@ func listCommand(env Env) *cli.Command {
 			}
 			if err != nil {
 				return err
+			}
+			if asJSON {
+				if err := enc.Close(); err != nil {
+					return err
+				}
 			}
 			if n == 0 {
 				return exitStatus(2) // csync2 -L/-M: 2 when empty
@@ -151,6 +162,12 @@ func rebuildCommand(env Env) *cli.Command {
 			}
 			if err := st.Sync(); err != nil {
 				return err
+			}
+			if c.Bool("json") {
+				return writeJSON(env.Stdout, struct {
+					StateDir string `json:"state_dir"`
+					Recorded int    `json:"recorded"`
+				}{st.Dir(), res.Scanned})
 			}
 			fmt.Fprintf(env.Stdout, "rebuilt %s: %d entries recorded; nothing was marked dirty or deleted.\n", st.Dir(), res.Scanned)
 			fmt.Fprintln(env.Stdout, "The agreed versions with peers are unknown now: the next sync treats every difference as a conflict to review.")

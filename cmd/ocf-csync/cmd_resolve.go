@@ -87,6 +87,17 @@ func resolveCommand(env Env) *cli.Command {
 			if err := st.DeleteConflict(path, peer); err != nil {
 				return err
 			}
+			if c.Bool("json") {
+				kept := "local"
+				if c.Bool("keep-remote") {
+					kept = "remote"
+				}
+				return writeJSON(env.Stdout, struct {
+					Path string `json:"path"`
+					Peer string `json:"peer"`
+					Kept string `json:"kept"` // local or remote
+				}{path, peer, kept})
+			}
 			side := "this node's"
 			if c.Bool("keep-remote") {
 				side = peer + "'s"

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"sort"
 	"strings"
@@ -108,6 +107,7 @@ func statusCommand(env Env) *cli.Command {
 					rep.Peers = append(rep.Peers, ps)
 				}
 			}
+			rep.Peers = orEmpty(rep.Peers)
 			sort.Slice(rep.Peers, func(i, j int) bool { return rep.Peers[i].Name < rep.Peers[j].Name })
 			_ = st.Conflicts(func(cf state.Conflict) error {
 				rep.Conflicts = append(rep.Conflicts, fmt.Sprintf("%s (with %s: %s)", engine.DisplayPath(cf.Path), cf.Peer, cf.Reason))
@@ -118,9 +118,7 @@ func statusCommand(env Env) *cli.Command {
 				return nil
 			})
 			if c.Bool("json") {
-				enc := json.NewEncoder(env.Stdout)
-				enc.SetIndent("", "  ")
-				return enc.Encode(rep)
+				return writeJSON(env.Stdout, rep)
 			}
 			w := env.Stdout
 			fmt.Fprintf(w, "node:      %s\n", rep.Node)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -47,6 +46,7 @@ func updateCommand(env Env) *cli.Command {
 
 func runPush(env Env, c *cli.Context, check bool) error {
 	ctx := c.Context
+	start := time.Now()
 	l, err := loadConfig(ctx, c)
 	if err != nil {
 		return err
@@ -62,10 +62,16 @@ func runPush(env Env, c *cli.Context, check bool) error {
 		return err
 	}
 	dry := c.Bool("dry-run")
+	rep := pushJSON{Node: l.view.Name, DryRun: dry, Peers: []peerJSON{}, LocalActionsFailed: []string{}}
 	// Cron on the active node: a running daemon syncs now instead of us.
 	if check && !dry && len(paths) == 0 && len(c.StringSlice("peer")) == 0 && len(c.StringSlice("group")) == 0 {
 		if d, ok := ra.FindDaemon(env.getenv("HA_RSCTMP"), l.path); ok {
 			if err := syscall.Kill(d.State.Pid, syscall.SIGUSR1); err == nil {
+				rep.DaemonPid, rep.Reason = d.State.Pid, "the running daemon was asked to sync now"
+				if c.Bool("json") {
+					rep.DurationSeconds = seconds(time.Since(start))
+					return writeJSON(env.Stdout, rep)
+				}
 				if verbosity(c) >= 1 {
 					fmt.Fprintf(env.Stdout, "asked the running daemon (pid %d) to sync now\n", d.State.Pid)
 				}
@@ -92,13 +98,27 @@ func runPush(env Env, c *cli.Context, check bool) error {
 	}
 	o := cycle{check: check, paths: paths, recursive: c.Bool("recursive"), dry: dry,
 		peers: c.StringSlice("peer"), groups: c.StringSlice("group"), warn: env.Stderr, blocked: guard}
-	if verbosity(c) >= 1 || dry {
+	if (verbosity(c) >= 1 || dry) && !c.Bool("json") {
 		o.progress = env.Stdout
 	}
-	start := time.Now()
 	out, err := runCycle(ctx, c, l, st, o)
 	if err != nil {
 		return err
+	}
+	res := out.res
+	resErr := errors.Join(res.Err(), slaveRefusal(l, res))
+	if c.Bool("json") {
+		rep.Pushed, rep.Reason = out.pushed, out.gate.Reason
+		for _, p := range res.Peers {
+			rep.Peers = append(rep.Peers, peerResult(p))
+		}
+		rep.LocalActionsRun, rep.LocalActionsFailed = res.LocalActionsRun, orEmpty(res.LocalActionsFailed)
+		rep.DurationSeconds = seconds(time.Since(start))
+		rep.Error = errorObject(resErr)
+		if err := writeJSON(env.Stdout, rep); err != nil {
+			return err
+		}
+		return reported(resErr)
 	}
 	if !out.pushed {
 		if verbosity(c) >= 1 {
@@ -106,12 +126,7 @@ func runPush(env Env, c *cli.Context, check bool) error {
 		}
 		return nil
 	}
-	res := out.res
-	if c.Bool("json") {
-		if err := json.NewEncoder(env.Stdout).Encode(res); err != nil {
-			return err
-		}
-	} else if verbosity(c) >= 0 {
+	if verbosity(c) >= 0 {
 		for _, p := range res.Peers {
 			if p.Blocked != "" {
 				fmt.Fprintf(env.Stdout, "%s: BLOCKED by the failover guard (%d pending): %s; it lifts after reconciliation, or run 'ocf-csync unblock %s'\n",
@@ -121,24 +136,92 @@ func runPush(env Env, c *cli.Context, check bool) error {
 			if p.Planned == 0 && p.Err == nil {
 				continue
 			}
-			status := "ok"
-			switch {
-			case p.Err != nil:
-				status = "FAILED"
-			case p.Conflicts > 0:
-				status = "CONFLICT"
-			case p.Refused+p.Failed > 0:
-				status = "INCOMPLETE"
-			}
 			fmt.Fprintf(env.Stdout, "%s: %s: %d updated, %d deleted, %d already equal, %d conflicts, %d refused/failed; %s data, %s on the wire, %.2fs\n",
-				p.Peer, status, p.Updated, p.Deleted, p.Same, p.Conflicts, p.Refused+p.Failed,
+				p.Peer, outcomeText(p), p.Updated, p.Deleted, p.Same, p.Conflicts, p.Refused+p.Failed,
 				humanBytes(p.DataBytes), humanBytes(p.WireSent+p.WireRecvd), p.Duration.Seconds())
 		}
 		if verbosity(c) >= 1 {
 			fmt.Fprintf(env.Stdout, "finished in %.2fs\n", time.Since(start).Seconds())
 		}
 	}
-	return errors.Join(res.Err(), slaveRefusal(l, res))
+	return resErr
+}
+
+// pushJSON is sync's and update's --json output.
+type pushJSON struct {
+	Node               string     `json:"node"`
+	Pushed             bool       `json:"pushed"` // false: not the active node, or the daemon was asked
+	Reason             string     `json:"reason"`
+	DaemonPid          int        `json:"daemon_pid,omitempty"`
+	DryRun             bool       `json:"dry_run"`
+	Peers              []peerJSON `json:"peers"`
+	LocalActionsRun    int        `json:"local_actions_run"`
+	LocalActionsFailed []string   `json:"local_actions_failed"`
+	DurationSeconds    float64    `json:"duration_seconds"`
+	Error              *errorJSON `json:"error"`
+}
+
+// peerJSON is one peer's part of a push.
+type peerJSON struct {
+	Peer              string   `json:"peer"`
+	Status            string   `json:"status"` // ok, failed, conflict, incomplete, blocked
+	Planned           int      `json:"planned"`
+	Updated           int      `json:"updated"`
+	Deleted           int      `json:"deleted"`
+	Same              int      `json:"same"`
+	Conflicts         int      `json:"conflicts"`
+	AutoResolved      int      `json:"auto_resolved"`
+	PeerWins          int      `json:"peer_wins"`
+	Refused           int      `json:"refused"`
+	Failed            int      `json:"failed"`
+	Skipped           int      `json:"skipped"`
+	SkippedPaths      []string `json:"skipped_paths"`
+	DataBytes         int64    `json:"data_bytes"`
+	WireSentBytes     int64    `json:"wire_sent_bytes"`
+	WireReceivedBytes int64    `json:"wire_received_bytes"`
+	DurationSeconds   float64  `json:"duration_seconds"`
+	Failure           string   `json:"failure,omitempty"` // why the peer could not be synced at all
+	Problems          []string `json:"problems"`
+	BlockedReason     string   `json:"blocked_reason,omitempty"`
+	HandedOff         bool     `json:"handed_off"`
+}
+
+func peerResult(p engine.PeerResult) peerJSON {
+	j := peerJSON{Peer: p.Peer, Status: peerOutcome(p), Planned: p.Planned, Updated: p.Updated, Deleted: p.Deleted,
+		Same: p.Same, Conflicts: p.Conflicts, AutoResolved: p.AutoResolved, PeerWins: p.PeerWins,
+		Refused: p.Refused, Failed: p.Failed, Skipped: p.Skipped, SkippedPaths: []string{},
+		DataBytes: p.DataBytes, WireSentBytes: p.WireSent, WireReceivedBytes: p.WireRecvd,
+		DurationSeconds: seconds(p.Duration), Problems: orEmpty(p.Problems), BlockedReason: p.Blocked, HandedOff: p.HandedOff}
+	for _, path := range p.SkippedPaths {
+		j.SkippedPaths = append(j.SkippedPaths, engine.DisplayPath(path))
+	}
+	if p.Err != nil {
+		j.Failure = p.Err.Error()
+	}
+	return j
+}
+
+// outcomeText is the outcome as the text output shows it: "ok", or in capitals.
+func outcomeText(p engine.PeerResult) string {
+	if o := peerOutcome(p); o != "ok" {
+		return strings.ToUpper(o)
+	}
+	return "ok"
+}
+
+// peerOutcome is one word for a peer's outcome.
+func peerOutcome(p engine.PeerResult) string {
+	switch {
+	case p.Blocked != "":
+		return "blocked"
+	case p.Err != nil:
+		return "failed"
+	case p.Conflicts > 0:
+		return "conflict"
+	case p.Refused+p.Failed > 0:
+		return "incomplete"
+	}
+	return "ok"
 }
 
 // slaveRefusal is csync2's "Permission denied for slave!" for the local

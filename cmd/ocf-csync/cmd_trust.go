@@ -59,6 +59,16 @@ func trustHostCommand(env Env) *cli.Command {
 			if err := transport.AppendKnownHost(l.cfg.SSH.KnownHosts, host.Addr, l.cfg.SSH.Port, key); err != nil {
 				return err
 			}
+			if c.Bool("json") {
+				return writeJSON(env.Stdout, struct {
+					Peer        string `json:"peer"`
+					Address     string `json:"address"`
+					Port        int    `json:"port"`
+					KeyType     string `json:"key_type"`
+					Fingerprint string `json:"fingerprint"`
+					KnownHosts  string `json:"known_hosts"`
+				}{name, host.Addr, l.cfg.SSH.Port, key.Type(), got, l.cfg.SSH.KnownHosts})
+			}
 			fmt.Fprintf(env.Stdout, "recorded %s key %s of peer %s (%s:%d) in %s\n", key.Type(), got, name, host.Addr, l.cfg.SSH.Port, l.cfg.SSH.KnownHosts)
 			return nil
 		},

@@ -89,6 +89,11 @@ func ExitCode(env Env, args []string, err error) int {
 	m := callMode(env, args)
 	if err != nil && !errors.Is(err, errSilent) {
 		fmt.Fprintf(env.Stderr, "ocf-csync: %v\n", err)
+		if m == modeCLI && wantsJSON(args) {
+			_ = writeJSON(env.Stdout, struct {
+				Error *errorJSON `json:"error"`
+			}{errorObject(err)})
+		}
 	}
 	// The agent's *ocf.Error carries the exit status of its mode (OCF or LSB).
 	if e := (*ocf.Error)(nil); errors.As(err, &e) && m != modeCLI {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -62,6 +64,7 @@ func TestScript(t *testing.T) {
 			"waitfile":     cmdWaitfile,
 			"dropsentinel": cmdDropSentinel,
 			"validjson":    cmdValidJSON,
+			"jsonnorm":     cmdJSONNorm,
 		},
 	})
 }
@@ -114,6 +117,64 @@ func cmdValidJSON(ts *testscript.TestScript, neg bool, args []string) {
 	case !ok && !neg:
 		ts.Fatalf("%s is not a stream of JSON values (%d decoded): %v", args[0], n, err)
 	}
+}
+
+// cmdJSONNorm rewrites the JSON document in FILE (or stdout) into OUT
+// with the values that change from run to run replaced, keys sorted and
+// indented and $WORK written as such, for cmp against a golden file (which
+// go test -update rewrites): jsonnorm FILE OUT. Numbers
+// under *_seconds keys and pids become 0, RFC 3339 times become
+// 2000-01-01T00:00:00Z, the Go version "go". It fails on anything that is
+// not one JSON document, or on a key that is not snake_case.
+func cmdJSONNorm(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: jsonnorm file out")
+	}
+	dec := json.NewDecoder(strings.NewReader(ts.ReadFile(args[0])))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		ts.Fatalf("%s: %v", args[0], err)
+	}
+	if dec.More() {
+		ts.Fatalf("%s holds more than one JSON document", args[0])
+	}
+	snake := regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
+	var norm func(key string, v any) any
+	norm = func(key string, v any) any {
+		switch x := v.(type) {
+		case map[string]any:
+			for k, e := range x {
+				if !snake.MatchString(k) {
+					ts.Fatalf("key %q is not snake_case", k)
+				}
+				x[k] = norm(k, e)
+			}
+		case []any:
+			for i, e := range x {
+				x[i] = norm(key, e)
+			}
+		case json.Number:
+			if strings.HasSuffix(key, "_seconds") || strings.HasSuffix(key, "pid") {
+				return json.Number("0")
+			}
+		case string:
+			if _, err := time.Parse(time.RFC3339Nano, x); err == nil {
+				return "2000-01-01T00:00:00Z"
+			}
+			if key == "go" {
+				return "go"
+			}
+			return strings.ReplaceAll(x, ts.Getenv("WORK"), "$WORK")
+		}
+		return v
+	}
+	var out bytes.Buffer
+	enc := json.NewEncoder(&out)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	ts.Check(enc.Encode(norm("", v)))
+	ts.Check(os.WriteFile(ts.MkAbs(args[1]), out.Bytes(), 0o644))
 }
 
 // cmdEnvsubst replaces $VAR and ${VAR} in files with the script's

@@ -16,16 +16,16 @@ type Summary struct {
 	Node               string            `json:"node"`
 	Files              []string          `json:"files"`
 	Groups             []GroupSummary    `json:"groups"`
-	OtherGroups        []string          `json:"other_groups,omitempty"` // groups this node is not in
-	Prefixes           map[string]string `json:"prefixes,omitempty"`     // resolved for this node
+	OtherGroups        []string          `json:"other_groups"` // groups this node is not in
+	Prefixes           map[string]string `json:"prefixes"`     // resolved for this node
 	Roots              []string          `json:"roots"`
-	Ignore             []string          `json:"ignore,omitempty"` // uid, gid, mod
+	Ignore             []string          `json:"ignore"` // uid, gid, mod
 	LockTimeoutSeconds int               `json:"lock_timeout_seconds"`
 	Database           string            `json:"database,omitempty"`
 	Tempdir            string            `json:"tempdir,omitempty"`
 	SSH                SSHSummary        `json:"ssh"`
 	HA                 HASummary         `json:"ha"`
-	Warnings           []string          `json:"warnings,omitempty"`
+	Warnings           []string          `json:"warnings"`
 }
 
 // GroupSummary describes one group the node is in.
@@ -35,7 +35,7 @@ type GroupSummary struct {
 	Hosts             []HostSummary    `json:"hosts"`
 	Key               string           `json:"key"`
 	Patterns          []PatternSummary `json:"patterns"`
-	Actions           []ActionSummary  `json:"actions,omitempty"`
+	Actions           []ActionSummary  `json:"actions"`
 	Auto              string           `json:"auto"`
 	BackupDirectory   string           `json:"backup_directory,omitempty"`
 	BackupGenerations int              `json:"backup_generations"`
@@ -70,7 +70,7 @@ type PatternSummary struct {
 
 // ActionSummary is an action with its patterns resolved for this node.
 type ActionSummary struct {
-	Patterns    []string `json:"patterns,omitempty"` // none: every file of the group
+	Patterns    []string `json:"patterns"` // none: every file of the group
 	Exec        []string `json:"exec"`
 	Logfile     string   `json:"logfile"`
 	DoLocal     bool     `json:"do_local"`
@@ -149,6 +149,19 @@ func (v *NodeView) Summary() Summary {
 	for _, w := range c.Warnings {
 		s.Warnings = append(s.Warnings, w.String())
 	}
+	// JSON style: [] and {}, never null, for what is empty.
+	s.Files, s.Roots, s.OtherGroups, s.Ignore, s.Warnings = nonNil(s.Files), nonNil(s.Roots), nonNil(s.OtherGroups), nonNil(s.Ignore), nonNil(s.Warnings)
+	s.Groups = nonNil(s.Groups)
+	if s.Prefixes == nil {
+		s.Prefixes = map[string]string{}
+	}
+	return s
+}
+
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
 	return s
 }
 
@@ -189,8 +202,10 @@ func (g *GroupView) summary() GroupSummary {
 		for _, cp := range g.actions[i] {
 			as.Patterns = append(as.Patterns, cp.text)
 		}
+		as.Patterns = nonNil(as.Patterns)
 		gs.Actions = append(gs.Actions, as)
 	}
+	gs.Hosts, gs.Patterns, gs.Actions, gs.Roots = nonNil(gs.Hosts), nonNil(gs.Patterns), nonNil(gs.Actions), nonNil(gs.Roots)
 	return gs
 }
 

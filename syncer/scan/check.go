@@ -331,7 +331,7 @@ func (s *scanner[B]) result() Result {
 
 // fail records a per-path problem; the scan goes on.
 func (s *scanner[B]) fail(err error) {
-	s.log.Warn("scan", "err", err)
+	s.log.Debug("scan problem", "err", err) // the caller reports Result.Errors
 	s.emu.Lock()
 	s.nerrs++
 	if len(s.errs) < maxErrors {
