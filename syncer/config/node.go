@@ -368,6 +368,9 @@ func (g *GroupView) roots(compare bool) []string {
 	return rs
 }
 
+// Roots lists the group's walk roots, without roots inside other roots.
+func (g *GroupView) Roots() []string { return pruneRoots(g.roots(false)) }
+
 // literalRoot is the longest leading run of wildcard-free components.
 func literalRoot(pat string) string {
 	var lit []string

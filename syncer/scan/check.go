@@ -43,7 +43,7 @@ type Batch interface {
 // generic in the batch type so that *state.Store (whose NewBatch returns
 // *state.Batch) satisfies it directly: Check(ctx, st, …) infers B.
 type Store[B Batch] interface {
-	GetFile(path string) (state.FileRecord, bool, error)
+	RootStore
 	// ListDir calls fn for the direct children of dir.
 	ListDir(dir string, fn func(name string, rec *state.FileRecord) error) error
 	// WalkFiles calls fn for root and every record below it.
@@ -57,6 +57,10 @@ type Options struct {
 	Workers int          // directories processed in parallel; default 2*GOMAXPROCS
 	Init    bool         // record the tree without marking anything dirty (check --init)
 	Force   bool         // mark dirty entries as forced (local side wins)
+	// AllowMassDelete (sync --allow-mass-delete) reads an include root that
+	// is missing or empty, on the file system it was on, as deleted. Without
+	// it such a root is refused; a root on another file system always is.
+	AllowMassDelete bool
 	Logger  *slog.Logger
 	Now     func() time.Time
 }
@@ -73,6 +77,10 @@ type Result struct {
 	// Errors holds per-path problems (unreadable entries, paths outside
 	// every group); the scan went on past them. It is capped at maxErrors.
 	Errors []error
+	// Refused lists include roots and mount points that were not walked
+	// because they vanished, emptied or changed file system: nothing below
+	// them was marked deleted, and their groups must not push.
+	Refused []state.Refusal
 }
 
 // NotIncludedError reports a path given to Check or Mark that no group
@@ -102,14 +110,22 @@ func Check[B Batch](ctx context.Context, st Store[B], sel Selector, paths []stri
 		return Result{}, err
 	}
 	s := newScanner(ctx, st, sel, o)
+	roots := sel.Roots()
 	full := len(paths) == 0
 	if full {
-		paths = sel.Roots()
+		paths = roots
 		recursive = true
 	}
 	starts, err := cleanPaths(paths, recursive)
 	if err != nil {
 		return Result{}, err
+	}
+	if s.guard, err = newRootGuard(st, o.AllowMassDelete, s.o.Now, s.log.Warn); err != nil {
+		return Result{}, err
+	}
+	s.roots = make(map[string]bool, len(roots))
+	for _, r := range roots {
+		s.roots[r] = true
 	}
 	// A full scan counts the records first. When the per-directory merges
 	// account for all of them, nothing is left for a sweep, the common case.
@@ -119,8 +135,15 @@ func Check[B Batch](ctx context.Context, st Store[B], sel Selector, paths []stri
 			return Result{}, fmt.Errorf("count state records: %w", err)
 		}
 	}
+	if err := s.guard.checkAll(roots); err != nil {
+		return Result{}, err
+	}
 	var sweeps []string
 	for _, p := range starts {
+		if s.guard.covers(p) {
+			s.protect(p)
+			continue
+		}
 		if s.start(p, recursive) {
 			sweeps = append(sweeps, p)
 		}
@@ -153,6 +176,7 @@ func Check[B Batch](ctx context.Context, st Store[B], sel Selector, paths []stri
 	}
 	err = s.finish()
 	res := s.result()
+	res.Refused = s.guard.refusals()
 	s.log.Debug("scan done", "scanned", res.Scanned, "hashed", res.Hashed, "new", res.New,
 		"changed", res.Changed, "meta_only", res.MetaOnly, "deleted", res.Deleted,
 		"dirtied", res.Dirtied, "errors", len(res.Errors))
@@ -291,6 +315,9 @@ type scanner[B Batch] struct {
 	vmu    sync.Mutex
 	seen   map[string]struct{} // directories whose children were compared
 	shield map[string]struct{} // paths whose subtree must not be swept (errors)
+
+	guard *rootGuard      // Check only; nil in Mark
+	roots map[string]bool // the include roots, for a walk that meets one
 }
 
 func newScanner[B Batch](ctx context.Context, st Store[B], sel Selector, o Options) *scanner[B] {

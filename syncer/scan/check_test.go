@@ -452,9 +452,10 @@ func TestSweep(t *testing.T) {
 		if got := rel(r, fs.dirtyPaths("p")); res.Deleted != 2 || !slices.Equal(got, []string{"x/conf", "x/conf/a"}) {
 			t.Errorf("deleted %d, dirty %q", res.Deleted, got)
 		}
-		// The same through an explicit recursive path.
+		// The same through an explicit recursive path (the root is empty
+		// then: allowed explicitly).
 		must(t, os.RemoveAll(r+"/y"))
-		res, err = Check(ctx, st, sel, []string{r}, true, Options{})
+		res, err = Check(ctx, st, sel, []string{r}, true, Options{AllowMassDelete: true})
 		must(t, err)
 		if res.Deleted != 2 || len(fs.files) != 0 {
 			t.Errorf("deleted %d, left %d", res.Deleted, len(fs.files))

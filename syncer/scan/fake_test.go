@@ -13,13 +13,53 @@ type fakeStore struct {
 	mu      sync.Mutex
 	files   map[string]state.FileRecord
 	dirty   map[string]map[string]state.DirtyRecord // peer -> path -> record
+	roots   map[string]state.RootRecord
 	batches int                                     // NewBatch calls
 	walks   int                                     // WalkFiles calls
 	commits int
 }
 
 func newFakeStore() *fakeStore {
-	return &fakeStore{files: map[string]state.FileRecord{}, dirty: map[string]map[string]state.DirtyRecord{}}
+	return &fakeStore{files: map[string]state.FileRecord{}, dirty: map[string]map[string]state.DirtyRecord{},
+		roots: map[string]state.RootRecord{}}
+}
+
+func (f *fakeStore) RootRecords(fn func(state.RootRecord) error) error {
+	f.mu.Lock()
+	var rs []state.RootRecord
+	for _, r := range f.roots {
+		rs = append(rs, r)
+	}
+	f.mu.Unlock()
+	sort.Slice(rs, func(i, j int) bool { return rs[i].Path < rs[j].Path })
+	for _, r := range rs {
+		if err := fn(r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (f *fakeStore) PutRoot(r state.RootRecord) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.roots[r.Path] = r
+	return nil
+}
+
+func (f *fakeStore) DeleteRoot(p string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.roots, p)
+	return nil
+}
+
+func (f *fakeStore) CountBelow(dir string, limit int) (int, error) {
+	n := len(f.sorted(func(p string) bool { return isBelow(p, dir) }))
+	if limit > 0 && n > limit {
+		n = limit
+	}
+	return n, nil
 }
 
 func (f *fakeStore) GetFile(p string) (state.FileRecord, bool, error) {

@@ -333,7 +333,13 @@ func TestRealStrangeNames(t *testing.T) {
 		must(t, os.Remove(filepath.Join(r, n)))
 	}
 	must(t, os.RemoveAll(filepath.Join(r, "000"+strings.Repeat("y", 252))))
+	// An emptied root is refused unless the deletion is allowed.
 	res, err = Check(context.Background(), st, sel, nil, false, Options{})
+	must(t, err)
+	if n, _ := st.CountFiles(); n != len(want) || res.Deleted != 0 || len(res.Refused) != 1 {
+		t.Errorf("emptied root: %d records, %+v", n, res)
+	}
+	res, err = Check(context.Background(), st, sel, nil, false, Options{AllowMassDelete: true})
 	must(t, err)
 	if n, _ := st.CountFiles(); n != 1 || res.Deleted != len(want)-1 {
 		t.Errorf("after delete: %d records, %+v", n, res)
@@ -509,6 +515,10 @@ func (nullStore) GetFile(string) (state.FileRecord, bool, error) {
 func (nullStore) ListDir(string, func(string, *state.FileRecord) error) error   { return nil }
 func (nullStore) WalkFiles(string, func(string, *state.FileRecord) error) error { return nil }
 func (nullStore) NewBatch() nullBatch                                           { return nullBatch{} }
+func (nullStore) RootRecords(func(state.RootRecord) error) error                { return nil }
+func (nullStore) PutRoot(state.RootRecord) error                                { return nil }
+func (nullStore) DeleteRoot(string) error                                       { return nil }
+func (nullStore) CountBelow(string, int) (int, error)                           { return 0, nil }
 
 type nullBatch struct{}
 

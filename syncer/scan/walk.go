@@ -15,6 +15,15 @@ import (
 	"ocf-csync/syncer/state"
 )
 
+// openDir and readDirent are the walk's directory reads; tests replace
+// them to inject EIO, ESTALE and EACCES.
+var (
+	openDir = func(path string) (int, error) {
+		return unix.Open(path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	}
+	readDirent = unix.ReadDirent
+)
+
 // dirJob is a directory to compare. dev/ino are from the lstat that found
 // it, so a directory swapped for another between lstat and open is noticed.
 type dirJob struct {
@@ -206,7 +215,7 @@ func (w *worker[B]) dir(j dirJob) {
 		return
 	}
 	s.markSeen(j.path)
-	fd, err := unix.Open(j.path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	fd, err := openDir(j.path)
 	if err != nil {
 		s.protect(j.path)
 		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) || errors.Is(err, unix.ELOOP) {
@@ -226,7 +235,7 @@ func (w *worker[B]) dir(j dirJob) {
 	}
 	w.names = w.names[:0]
 	for {
-		n, err := unix.ReadDirent(fd, w.buf)
+		n, err := readDirent(fd, w.buf)
 		if err != nil {
 			s.protect(j.path)
 			s.fail(&os.PathError{Op: "readdir", Path: j.path, Err: err})
@@ -261,7 +270,7 @@ func (w *worker[B]) dir(j dirJob) {
 		}
 		switch {
 		case len(db) == 0 || (len(names) > 0 && names[0] < db[0].name):
-			w.entry(fd, j.path, names[0], nil)
+			w.entry(fd, j.path, j.dev, names[0], nil)
 			names = names[1:]
 		case len(names) == 0 || db[0].name < names[0]:
 			p := joinPath(j.path, db[0].name)
@@ -269,7 +278,7 @@ func (w *worker[B]) dir(j dirJob) {
 			s.purge(p, &db[0].rec)
 			db = db[1:]
 		default:
-			w.entry(fd, j.path, names[0], &db[0].rec)
+			w.entry(fd, j.path, j.dev, names[0], &db[0].rec)
 			names, db = names[1:], db[1:]
 		}
 	}
@@ -277,8 +286,9 @@ func (w *worker[B]) dir(j dirJob) {
 	clear(w.db)
 }
 
-// entry lstats one name of the open directory fd and handles it.
-func (w *worker[B]) entry(fd int, dir, name string, old *state.FileRecord) {
+// entry lstats one name of the open directory fd (on device dirDev) and
+// handles it.
+func (w *worker[B]) entry(fd int, dir string, dirDev uint64, name string, old *state.FileRecord) {
 	s := w.s
 	p := joinPath(dir, name)
 	var sb unix.Stat_t
@@ -314,6 +324,9 @@ func (w *worker[B]) entry(fd int, dir, name string, old *state.FileRecord) {
 	}
 	isDir := cur.Kind == state.KindDir
 	synced, descend := s.sel.Match(p, isDir)
+	if isDir && descend && s.guarded(p, cur.Dev, dirDev, old) {
+		return
+	}
 	if isDir && descend {
 		s.q.push(dirJob{path: p, dev: cur.Dev, ino: cur.Ino})
 		if !synced {
@@ -331,6 +344,33 @@ func (w *worker[B]) entry(fd int, dir, name string, old *state.FileRecord) {
 	s.update(p, old, &cur, func() (state.Hash, error) { return hashAt(fd, name) })
 }
 
+// guarded checks a directory the walk met: an include root below a start
+// path, or a directory whose file system changed (see rootGuard.mount). It
+// reports whether the directory was refused: then it is neither entered
+// nor re-recorded, and nothing below it is swept.
+func (s *scanner[B]) guarded(p string, dev, parentDev uint64, old *state.FileRecord) bool {
+	if s.guard == nil {
+		return false
+	}
+	var v *state.Refusal
+	var err error
+	if s.roots[p] {
+		v, err = s.guard.root(p)
+	} else {
+		v, err = s.guard.mount(p, dev, parentDev, old)
+	}
+	if err != nil {
+		s.protect(p)
+		s.fail(fmt.Errorf("check the file system of %q: %w", p, err))
+		return true
+	}
+	if v != nil {
+		s.protect(p)
+		return true
+	}
+	return false
+}
+
 // sweep deletes the records below base that the walk could not account
 // for: their directory was not entered because it vanished, turned into
 // something else or is no longer included, and it had no record of its own
@@ -344,6 +384,9 @@ func (s *scanner[B]) sweep(base string, starts []string) error {
 			if err := s.ctx.Err(); err != nil {
 				return err
 			}
+		}
+		if s.guard != nil && s.guard.covers(p) {
+			return nil // below a refused root or mount point
 		}
 		top := ""
 		for _, r := range starts {
