@@ -72,10 +72,12 @@ func connector(nodes map[string]*node) Connector {
 func (n *node) sync(t *testing.T, nodes map[string]*node, o Options) Result {
 	t.Helper()
 	ctx := context.Background()
-	if _, err := scan.Check(ctx, n.st, n.view, nil, true, scan.Options{}); err != nil {
+	sr, err := scan.Check(ctx, n.st, n.view, nil, true, scan.Options{AllowMassDelete: o.AllowMassDelete})
+	if err != nil {
 		t.Fatal(err)
 	}
 	o.View, o.Store, o.Connect = n.view, n.st, connector(nodes)
+	o.Refusals, o.Scanned = sr.Refused, true
 	res, err := Push(ctx, o)
 	if err != nil {
 		t.Fatal(err)

@@ -38,6 +38,11 @@ type plan struct {
 	groupNames []*config.GroupView
 	stale      []string
 	skipped    []string // paths this node may not push (it is a slave there)
+	// Per group: deletions and creations planned, and entries held back
+	// because a refusal stopped their group (they stay dirty).
+	deletesBy, createsBy map[string]int
+	fileDeletes          map[string]int // deletions of non-directories: what max-delete counts
+	held                 int
 }
 
 func (p *plan) len() int { return len(p.deletes) + p.creates }
@@ -60,6 +65,7 @@ type planFilter struct {
 	groups    map[string]bool
 	paths     []string
 	recursive bool
+	skip      map[string]bool // groups refused this cycle
 }
 
 // eachDirty reads the dirty set of the filter's peer in path order and
@@ -77,7 +83,7 @@ func eachDirty(st *state.Store, view *config.NodeView, f planFilter, stale, skip
 			stale(path)
 			return nil
 		}
-		if f.groups != nil && !f.groups[g.Name] {
+		if (f.groups != nil && !f.groups[g.Name]) || f.skip[g.Name] {
 			return nil
 		}
 		if g.IsSlave(view.Name) {
@@ -105,7 +111,8 @@ func eachDirty(st *state.Store, view *config.NodeView, f planFilter, stale, skip
 // dirty set again when they are sent (plan.eachCreate), so a run over
 // 100k files does not hold 100k items.
 func buildPlan(st *state.Store, view *config.NodeView, peer string, groups map[string]bool, paths []string, recursive bool) (*plan, error) {
-	p := &plan{peer: peer, st: st, view: view, filter: planFilter{peer: peer, groups: groups, paths: paths, recursive: recursive}}
+	p := &plan{peer: peer, st: st, view: view, filter: planFilter{peer: peer, groups: groups, paths: paths, recursive: recursive},
+		deletesBy: map[string]int{}, createsBy: map[string]int{}, fileDeletes: map[string]int{}}
 	err := eachDirty(st, view, p.filter,
 		func(path string) { p.stale = append(p.stale, path) },
 		func(path string) { p.skipped = append(p.skipped, path) },
@@ -113,8 +120,13 @@ func buildPlan(st *state.Store, view *config.NodeView, peer string, groups map[s
 			switch {
 			case !it.exists:
 				p.deletes = append(p.deletes, it)
+				if !it.hasBase || it.base.Kind != state.KindDir {
+					p.fileDeletes[it.group.Name]++
+				}
+				p.deletesBy[it.group.Name]++
 			default:
 				p.creates++
+				p.createsBy[it.group.Name]++
 				if it.cur.Kind == state.KindDir {
 					p.dirs = append(p.dirs, it)
 				}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -58,6 +59,14 @@ type Options struct {
 	Mark *state.Handoff
 	// Blocked peers (failover guard) get nothing; the value says why.
 	Blocked map[string]string
+	// Refusals are the scan's refused include roots (scan.Result.Refused):
+	// the groups they belong to push nothing this cycle. Scanned says a
+	// scan ran; without one (update) the recorded root refusals still hold.
+	Refusals []state.Refusal
+	Scanned  bool
+	// AllowMassDelete (sync --allow-mass-delete, this run only) pushes
+	// deletions beyond the safety block's max-delete and max-delete-count.
+	AllowMassDelete bool
 }
 
 // PeerResult is what happened with one peer.
@@ -75,8 +84,12 @@ type PeerResult struct {
 	Problems                       []string
 	Blocked                        string // why the failover guard skipped this peer
 	HandedOff                      bool   // the handoff record was written on the peer
+	Held                           int    // entries of refused groups: not sent, still pending
 
-	changed []*item // reached the peer with a content, type or deletion change
+	changed      []*item         // reached the peer with a content, type or deletion change
+	deletedBy    map[string]int  // deletions the peer applied, per group
+	okGroups     map[string]bool // groups the peer applied something of
+	rootRefusals []state.Refusal // the peer's include roots that refused our changes
 }
 
 // Result is the outcome of a push.
@@ -85,11 +98,20 @@ type Result struct {
 	// do-local and do-local-only actions run on this node after the push.
 	LocalActionsRun    int
 	LocalActionsFailed []string
+	// Refusals is what this cycle held back (include roots, mass deletions,
+	// receivers' roots); Fresh are those not recorded by the cycle before,
+	// to notify about once.
+	Refusals []state.Refusal `json:"refusals"`
+	Fresh    []state.Refusal `json:"-"`
 }
 
-// Err summarizes what did not sync, or nil.
+// Err summarizes what did not sync, or nil. Refusals come first, as a
+// *RefusedError.
 func (r Result) Err() error {
 	var errs []error
+	if len(r.Refusals) > 0 {
+		errs = append(errs, &RefusedError{Refusals: r.Refusals})
+	}
 	for _, p := range r.Peers {
 		if p.Err != nil {
 			errs = append(errs, fmt.Errorf("peer %s: %w", p.Peer, p.Err))
@@ -155,7 +177,31 @@ func Push(ctx context.Context, o Options) (Result, error) {
 		}
 	}
 	res := Result{Peers: make([]PeerResult, len(peers))}
+	sf := &safety{o: &o, skip: map[string]bool{}}
+	if err := sf.rootRefusals(); err != nil {
+		return Result{}, err
+	}
+	// Plan every peer first: the mass-delete threshold looks at all of them.
+	plans := make([]*plan, len(peers))
 	var wg sync.WaitGroup
+	for i, peer := range peers {
+		if _, ok := o.Blocked[peer]; ok {
+			continue
+		}
+		wg.Go(func() {
+			p, err := buildPlan(o.Store, o.View, peer, groups, o.Paths, o.Recursive)
+			if err != nil {
+				res.Peers[i] = PeerResult{Peer: peer, Err: err}
+				return
+			}
+			plans[i] = p
+		})
+	}
+	wg.Wait()
+	now := time.Now()
+	if err := sf.massDelete(slices.DeleteFunc(slices.Clone(plans), func(p *plan) bool { return p == nil }), now); err != nil {
+		return Result{}, err
+	}
 	var outMu sync.Mutex
 	for i, peer := range peers {
 		if why, ok := o.Blocked[peer]; ok {
@@ -163,16 +209,28 @@ func Push(ctx context.Context, o Options) (Result, error) {
 			res.Peers[i] = PeerResult{Peer: peer, Planned: n, Blocked: why}
 			continue
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			res.Peers[i] = pushPeer(ctx, &o, peer, groups, &outMu)
-		}()
+		if plans[i] == nil {
+			continue // planning failed: res.Peers[i] holds the error
+		}
+		sf.exclude(plans[i])
+		wg.Go(func() { res.Peers[i] = pushPeer(ctx, &o, plans[i], &outMu) })
 	}
 	wg.Wait()
 	sort.Slice(res.Peers, func(i, j int) bool { return res.Peers[i].Peer < res.Peers[j].Peer })
 	if !o.DryRun {
 		res.LocalActionsRun, res.LocalActionsFailed = runLocalActions(&o, res.Peers)
+	}
+	if err := sf.peerRefusals(res.Peers); err != nil {
+		return res, err
+	}
+	res.Refusals = sf.refusals
+	fresh, err := sf.record(res.Peers, now)
+	if err != nil {
+		o.Log.Error("record refusals", "err", err)
+	}
+	res.Fresh = fresh
+	for _, r := range sf.refusals {
+		o.Log.Warn(r.String())
 	}
 	return res, nil
 }
@@ -253,6 +311,8 @@ type sender struct {
 	retries     map[uint64]*item     // items the peer asked to get whole, by old seq
 	handedOff   bool
 	handoffDone bool
+	// groups whose include root the peer refused: the rest stays here
+	refusedGroups map[string]bool
 	inodes      map[[2]uint64][]string
 	small       []byte      // reused read buffer for small files
 	dw          *dataWriter // reused frame buffer for large files
@@ -289,16 +349,14 @@ func (s *sender) partnerOnPeer(it *item) string {
 	return ""
 }
 
-func pushPeer(ctx context.Context, o *Options, peer string, groups map[string]bool, outMu *sync.Mutex) (res PeerResult) {
+func pushPeer(ctx context.Context, o *Options, p *plan, outMu *sync.Mutex) (res PeerResult) {
 	start := time.Now()
+	peer := p.peer
 	res.Peer = peer
 	defer func() { res.Duration = time.Since(start) }()
 	log := o.Log.With("peer", peer)
-	p, err := buildPlan(o.Store, o.View, peer, groups, o.Paths, o.Recursive)
-	if err != nil {
-		res.Err = err
-		return res
-	}
+	var err error
+	res.Held = p.held
 	if len(p.stale) > 0 && !o.DryRun {
 		b := o.Store.NewBatch()
 		for _, path := range p.stale {
@@ -612,6 +670,9 @@ func (s *sender) track(seq uint64, p *pend) {
 }
 
 func (s *sender) sendOp(it *item, kind proto.OpKind) error {
+	if s.heldBack(it) {
+		return nil
+	}
 	if err := s.acquire(); err != nil {
 		return err
 	}
@@ -629,6 +690,9 @@ func (s *sender) sendOp(it *item, kind proto.OpKind) error {
 }
 
 func (s *sender) sendItem(it *item) error {
+	if s.heldBack(it) {
+		return nil
+	}
 	switch it.cur.Kind {
 	case state.KindDir:
 		return s.sendOp(it, proto.OpMkdir)
@@ -689,6 +753,12 @@ func (s *sender) sendItem(it *item) error {
 // sendFile sends a regular file whole, or as a delta against sig. The
 // window slot taken for the signature request (if any) carries over.
 func (s *sender) sendFile(it *item, sig *delta.Signature) error {
+	if s.heldBack(it) {
+		s.mu.Lock()
+		s.outstanding-- // the slot taken for it
+		s.mu.Unlock()
+		return nil
+	}
 	f, err := os.OpenFile(it.path, os.O_RDONLY|unix.O_NOFOLLOW, 0)
 	if err != nil {
 		s.settleLocal(it, fmt.Sprintf("open %s: %v (it stays dirty; the next check sees why)", it.path, err))
@@ -933,10 +1003,18 @@ func (s *sender) onAck(a *proto.Ack) {
 	switch a.Status {
 	case proto.AckOK, proto.AckSame:
 		s.outstanding--
+		if s.res.okGroups == nil {
+			s.res.okGroups = map[string]bool{}
+		}
+		s.res.okGroups[it.group.Name] = true
 		if a.Status == proto.AckSame {
 			s.res.Same++
 		} else if p.isDelete {
 			s.res.Deleted++
+			if s.res.deletedBy == nil {
+				s.res.deletedBy = map[string]int{}
+			}
+			s.res.deletedBy[it.group.Name]++
 		} else {
 			s.res.Updated++
 		}
@@ -1019,6 +1097,10 @@ func (s *sender) onAck(a *proto.Ack) {
 		s.outstanding--
 		if a.Status == proto.AckRefused {
 			s.res.Refused++
+			if root, why, ok := parsePeerRoot(a.Message); ok {
+				s.peerRootRefused(it, root, why)
+				break
+			}
 		} else {
 			s.res.Failed++
 		}
@@ -1030,6 +1112,40 @@ func (s *sender) onAck(a *proto.Ack) {
 		fmt.Fprintf(s.o.Progress, "%-8s %-6s %s %s\n", word, p.op, s.peer, DisplayPath(it.path))
 		s.outMu.Unlock()
 	}
+}
+
+// peerRootRefused records (with s.mu held) that the peer refused an op
+// because its include root changed file system: one refusal per root, and
+// nothing more of the group goes to this peer in this run.
+func (s *sender) peerRootRefused(it *item, root, why string) {
+	if s.refusedGroups == nil {
+		s.refusedGroups = map[string]bool{}
+	}
+	s.refusedGroups[it.group.Name] = true
+	for i := range s.res.rootRefusals {
+		if r := &s.res.rootRefusals[i]; r.Path == root {
+			r.Count++
+			if !slices.Contains(r.Groups, it.group.Name) {
+				r.Groups = append(r.Groups, it.group.Name)
+			}
+			return
+		}
+	}
+	s.res.rootRefusals = append(s.res.rootRefusals, state.Refusal{Kind: state.RefusedPeerRoot, Path: root,
+		Groups: []string{it.group.Name}, Peer: s.peer, Reason: why, Override: scan.AcceptRootCommand(root), Count: 1})
+	s.log.Warn("peer refused: its include root changed file system", "root", root, "reason", why)
+}
+
+// heldBack reports whether it belongs to a group the peer refused in this
+// run; it is then counted as refused and not sent (it stays pending).
+func (s *sender) heldBack(it *item) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.refusedGroups[it.group.Name] {
+		return false
+	}
+	s.res.Refused++
+	return true
 }
 
 // AllPeers lists every peer this node pushes to, sorted.

@@ -193,7 +193,9 @@ func TestAutoPolicies(t *testing.T) {
 			}
 			apply(fa, tc.a)
 			apply(fb, tc.b)
-			res := a.sync(t, nodes, Options{})
+			// f is the root's only file: deleting it empties the root,
+			// which takes --allow-mass-delete (see safety_test.go).
+			res := a.sync(t, nodes, Options{AllowMassDelete: true})
 			p := res.Peers[0]
 			bWant := tc.b.content
 			switch tc.want {

@@ -53,6 +53,7 @@ type receiver struct {
 	conflicts map[string]bool             // recorded conflicts with the sender (lazy)
 	dirMtimes map[string]int64            // dirs we changed, with their mtime before
 	dirWant   map[string]state.FileRecord // directory metadata the sender sent
+	roots     map[string]*rootVerdict     // include roots judged in this session
 }
 
 // Serve runs the receiver side of one session on In/Out.
@@ -62,7 +63,7 @@ func Serve(ctx context.Context, o ServeOptions) error {
 	}
 	r := &receiver{o: o, c: proto.NewConn(o.In, o.Out), log: o.Log, groups: map[string]*config.GroupView{},
 		targets:   map[string]*apply.Target{},
-		dirMtimes: map[string]int64{}, dirWant: map[string]state.FileRecord{}}
+		dirMtimes: map[string]int64{}, dirWant: map[string]state.FileRecord{}, roots: map[string]*rootVerdict{}}
 	for _, g := range o.View.Groups {
 		r.groups[g.Name] = g
 	}
@@ -106,6 +107,7 @@ func Serve(ctx context.Context, o ServeOptions) error {
 	if ferr := r.flushAcks(); err == nil {
 		err = ferr
 	}
+	r.recordRoots()
 	if r.batch != nil {
 		if cerr := r.batch.CommitDurable(); err == nil && cerr != nil {
 			err = cerr
@@ -349,6 +351,13 @@ func (r *receiver) op(op *proto.Op) error {
 	if err != nil {
 		return r.refuse(op, proto.AckRefused, fmt.Sprintf("%s: %v", r.o.View.Name, err))
 	}
+	if msg := r.checkRoot(g, local); msg != "" {
+		// Logged once per root by checkRoot, not once per file.
+		if err := r.drain(op); err != nil {
+			return err
+		}
+		return r.queueAck(proto.Ack{Seq: op.Seq, Status: proto.AckRefused, Message: msg}, 0)
+	}
 	cur, exists, err := r.current(t, local)
 	if err != nil {
 		return r.refuse(op, proto.AckError, err.Error())
@@ -368,6 +377,7 @@ func (r *receiver) op(op *proto.Op) error {
 			if err := t.Delete(local); err != nil {
 				return r.refuse(op, proto.AckError, err.Error())
 			}
+			r.rootDeleted(local)
 		}
 		return r.done(op, g, local, nil, proto.AckOK, true, 0)
 	}
@@ -414,6 +424,12 @@ func (r *receiver) op(op *proto.Op) error {
 		var lerr error
 		if linkTo, lerr = g.LocalPath(string(op.LinkTo)); lerr == nil {
 			lerr = t.Check(linkTo)
+		}
+		if msg := r.checkRoot(g, linkTo); lerr == nil && msg != "" {
+			if err := r.drain(op); err != nil {
+				return err
+			}
+			return r.queueAck(proto.Ack{Seq: op.Seq, Status: proto.AckRefused, Message: msg}, 0)
 		}
 		if lerr != nil {
 			return r.refuse(op, proto.AckRefused, fmt.Sprintf("%s refuses a hardlink to %q: %v", r.o.View.Name, op.LinkTo, lerr))
@@ -577,7 +593,10 @@ func (r *receiver) done(op *proto.Op, g *config.GroupView, local string, rec *st
 }
 
 func (r *receiver) sig(m *proto.SigRequest) error {
-	_, local, t, err := r.resolve(m.Group, m.Path)
+	g, local, t, err := r.resolve(m.Group, m.Path)
+	if err == nil && r.checkRoot(g, local) != "" {
+		err = errors.New("include root refused") // no basis: the op that follows is refused
+	}
 	if err != nil {
 		if err := r.c.Send(proto.Sig{Seq: m.Seq}); err != nil {
 			return err
