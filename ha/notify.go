@@ -23,6 +23,8 @@ const (
 	EventStranded            = "stranded"
 	EventOverlap             = "overlap"
 	EventFinalSyncIncomplete = "final-sync-incomplete"
+	EventMassDeleteRefused   = "mass-delete-refused" // a cycle would delete more than the safety block allows
+	EventRootRefused         = "root-refused"        // an include root vanished, emptied or changed file system (here or on PEER)
 	DefaultNotifyTimeout     = 30 * time.Second
 	notifyOutputLimit        = 4096
 )

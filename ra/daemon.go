@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"ocf-csync/syncer/state"
 )
 
 // DaemonParams is everything the agent hands to the sync daemon.
@@ -78,6 +80,9 @@ type Health struct {
 	Stranded      int          `json:"stranded"`
 	Blocked       []string     `json:"blocked,omitempty"` // peers the failover guard blocks
 	Peers         []PeerHealth `json:"peers,omitempty"`
+	// Refusals: what the last cycle held back to protect data (a vanished
+	// or replaced include root, a mass deletion, a peer's changed root).
+	Refusals []state.Refusal `json:"refusals,omitempty"`
 }
 
 // PeerHealth is one peer as the daemon last saw it.
@@ -101,6 +106,9 @@ func (h Health) Problems(now time.Time, threshold time.Duration) []string {
 	}
 	if len(h.Blocked) > 0 {
 		out = append(out, "pushes blocked to "+strings.Join(h.Blocked, ", "))
+	}
+	for _, r := range h.Refusals {
+		out = append(out, r.String())
 	}
 	for _, p := range h.Peers {
 		if !p.FailingSince.IsZero() && now.Sub(p.FailingSince) >= threshold {

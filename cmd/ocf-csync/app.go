@@ -162,6 +162,7 @@ func newApp(env Env) *cli.App {
 			serveCommand(env),
 			trustHostCommand(env),
 			forceCommand(env),
+			acceptRootCommand(env),
 			statusCommand(env),
 			unblockCommand(env),
 			resolveCommand(env),

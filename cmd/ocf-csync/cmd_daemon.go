@@ -240,6 +240,9 @@ func daemonPush(ctx context.Context, c *cli.Context, l *loaded, h *ra.Health, o 
 	sort.Strings(h.Blocked)
 	o.check, o.recursive, o.blocked = true, true, guard
 	out, err := runCycle(ctx, c, l, st, o)
+	if out.pushed || !out.gate.Active {
+		h.Refusals = out.res.Refusals // monitor reports them as degraded
+	}
 	h.Role, h.RoleWhy, h.IPHolder = "standby", out.gate.Reason, out.gate.IPHolder
 	h.PacemakerSeen = out.gate.PacemakerPresent
 	if out.gate.Active {

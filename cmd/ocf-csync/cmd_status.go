@@ -40,6 +40,9 @@ type statusReport struct {
 	Peers     []peerStatus `json:"peers"`
 	Conflicts []string     `json:"conflicts"`
 	Stranded  []string     `json:"stranded"`
+	// Refusals: what the last cycle held back (data safety), until the
+	// cause goes away or an admin runs the override.
+	Refusals []state.Refusal `json:"refusals"`
 }
 
 func statusCommand(env Env) *cli.Command {
@@ -52,7 +55,7 @@ func statusCommand(env Env) *cli.Command {
 			if err != nil {
 				return err
 			}
-			rep := statusReport{Node: l.view.Name, Daemon: "not running", Conflicts: []string{}, Stranded: []string{}, SlaveIn: []string{}}
+			rep := statusReport{Node: l.view.Name, Daemon: "not running", Conflicts: []string{}, Stranded: []string{}, SlaveIn: []string{}, Refusals: []state.Refusal{}}
 			d, _ := ha.NewGate(l.cfg.HA, nil, logger(ctx)).Active(ctx)
 			rep.Role, rep.Reason, rep.IPHolder, rep.Quorum = "standby", d.Reason, d.IPHolder, d.Quorum
 			if d.Active {
@@ -84,6 +87,11 @@ func statusCommand(env Env) *cli.Command {
 			defer st.Close()
 			if rep.Epoch, err = st.Epoch(); err != nil {
 				return err
+			}
+			if rs, err := st.Refusals(); err != nil {
+				return err
+			} else if len(rs) > 0 {
+				rep.Refusals = rs
 			}
 			seen := map[string]bool{}
 			for _, g := range l.view.Groups {
@@ -140,6 +148,12 @@ func statusCommand(env Env) *cli.Command {
 			}
 			if rep.LastError != "" {
 				fmt.Fprintf(w, "last error: %s\n", rep.LastError)
+			}
+			if len(rep.Refusals) > 0 {
+				fmt.Fprintf(w, "REFUSED:   %d (nothing was deleted or overwritten; the changes stay pending)\n", len(rep.Refusals))
+				for _, r := range rep.Refusals {
+					fmt.Fprintf(w, "  %s (since %s)\n", r, r.Since.Format(time.RFC3339))
+				}
 			}
 			fmt.Fprintln(w, "peers:")
 			for _, p := range rep.Peers {

@@ -13,6 +13,7 @@ import (
 	"ocf-csync/ha"
 	"ocf-csync/ra"
 	"ocf-csync/syncer/engine"
+	"ocf-csync/syncer/state"
 )
 
 func pushFlags() []cli.Flag {
@@ -29,7 +30,8 @@ func syncCommand(env Env) *cli.Command {
 		Name:      "sync",
 		Usage:     "check for changes, then push them to the peers (csync2 -x)",
 		ArgsUsage: "[PATH...]",
-		Flags:     pushFlags(),
+		Flags: append(pushFlags(), &cli.BoolFlag{Name: "allow-mass-delete",
+			Usage: "push, this once, deletions that the safety block refuses (an emptied or vanished include root, more than max-delete)"}),
 		Action:    func(c *cli.Context) error { return runPush(env, c, true) },
 	}
 }
@@ -62,9 +64,11 @@ func runPush(env Env, c *cli.Context, check bool) error {
 		return err
 	}
 	dry := c.Bool("dry-run")
-	rep := pushJSON{Node: l.view.Name, DryRun: dry, Peers: []peerJSON{}, LocalActionsFailed: []string{}}
-	// Cron on the active node: a running daemon syncs now instead of us.
-	if check && !dry && len(paths) == 0 && len(c.StringSlice("peer")) == 0 && len(c.StringSlice("group")) == 0 {
+	rep := pushJSON{Node: l.view.Name, DryRun: dry, Peers: []peerJSON{}, LocalActionsFailed: []string{}, Refusals: []state.Refusal{}}
+	allow := check && c.Bool("allow-mass-delete")
+	// Cron on the active node: a running daemon syncs now instead of us
+	// (never with --allow-mass-delete: that is this run's decision only).
+	if check && !dry && !allow && len(paths) == 0 && len(c.StringSlice("peer")) == 0 && len(c.StringSlice("group")) == 0 {
 		if d, ok := ra.FindDaemon(env.getenv("HA_RSCTMP"), l.path); ok {
 			if err := syscall.Kill(d.State.Pid, syscall.SIGUSR1); err == nil {
 				rep.DaemonPid, rep.Reason = d.State.Pid, "the running daemon was asked to sync now"
@@ -97,7 +101,8 @@ func runPush(env Env, c *cli.Context, check bool) error {
 		return err
 	}
 	o := cycle{check: check, paths: paths, recursive: c.Bool("recursive"), dry: dry,
-		peers: c.StringSlice("peer"), groups: c.StringSlice("group"), warn: env.Stderr, blocked: guard}
+		peers: c.StringSlice("peer"), groups: c.StringSlice("group"), warn: env.Stderr, blocked: guard,
+		allowMassDelete: allow}
 	if (verbosity(c) >= 1 || dry) && !c.Bool("json") {
 		o.progress = env.Stdout
 	}
@@ -113,6 +118,9 @@ func runPush(env Env, c *cli.Context, check bool) error {
 			rep.Peers = append(rep.Peers, peerResult(p))
 		}
 		rep.LocalActionsRun, rep.LocalActionsFailed = res.LocalActionsRun, orEmpty(res.LocalActionsFailed)
+		if len(res.Refusals) > 0 {
+			rep.Refusals = res.Refusals
+		}
 		rep.DurationSeconds = seconds(time.Since(start))
 		rep.Error = errorObject(resErr)
 		if err := writeJSON(env.Stdout, rep); err != nil {
@@ -134,11 +142,17 @@ func runPush(env Env, c *cli.Context, check bool) error {
 				continue
 			}
 			if p.Planned == 0 && p.Err == nil {
+				if p.Held > 0 {
+					fmt.Fprintf(env.Stdout, "%s: %d change(s) held back by a refusal; they stay pending\n", p.Peer, p.Held)
+				}
 				continue
 			}
 			fmt.Fprintf(env.Stdout, "%s: %s: %d updated, %d deleted, %d already equal, %d conflicts, %d refused/failed; %s data, %s on the wire, %.2fs\n",
 				p.Peer, outcomeText(p), p.Updated, p.Deleted, p.Same, p.Conflicts, p.Refused+p.Failed,
 				humanBytes(p.DataBytes), humanBytes(p.WireSent+p.WireRecvd), p.Duration.Seconds())
+			if p.Held > 0 {
+				fmt.Fprintf(env.Stdout, "%s: %d change(s) held back by a refusal; they stay pending\n", p.Peer, p.Held)
+			}
 		}
 		if verbosity(c) >= 1 {
 			fmt.Fprintf(env.Stdout, "finished in %.2fs\n", time.Since(start).Seconds())
@@ -158,7 +172,10 @@ type pushJSON struct {
 	LocalActionsRun    int        `json:"local_actions_run"`
 	LocalActionsFailed []string   `json:"local_actions_failed"`
 	DurationSeconds    float64    `json:"duration_seconds"`
-	Error              *errorJSON `json:"error"`
+	// Refusals: what the data-safety checks held back (README: What
+	// ocf-csync will not do for you).
+	Refusals []state.Refusal `json:"refusals"`
+	Error    *errorJSON      `json:"error"`
 }
 
 // peerJSON is one peer's part of a push.
@@ -184,6 +201,7 @@ type peerJSON struct {
 	Problems          []string `json:"problems"`
 	BlockedReason     string   `json:"blocked_reason,omitempty"`
 	HandedOff         bool     `json:"handed_off"`
+	Held              int      `json:"held"` // changes of refused groups, still pending
 }
 
 func peerResult(p engine.PeerResult) peerJSON {
@@ -191,7 +209,8 @@ func peerResult(p engine.PeerResult) peerJSON {
 		Same: p.Same, Conflicts: p.Conflicts, AutoResolved: p.AutoResolved, PeerWins: p.PeerWins,
 		Refused: p.Refused, Failed: p.Failed, Skipped: p.Skipped, SkippedPaths: []string{},
 		DataBytes: p.DataBytes, WireSentBytes: p.WireSent, WireReceivedBytes: p.WireRecvd,
-		DurationSeconds: seconds(p.Duration), Problems: orEmpty(p.Problems), BlockedReason: p.Blocked, HandedOff: p.HandedOff}
+		DurationSeconds: seconds(p.Duration), Problems: orEmpty(p.Problems), BlockedReason: p.Blocked, HandedOff: p.HandedOff,
+		Held: p.Held}
 	for _, path := range p.SkippedPaths {
 		j.SkippedPaths = append(j.SkippedPaths, engine.DisplayPath(path))
 	}

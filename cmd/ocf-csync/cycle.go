@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
@@ -109,6 +110,9 @@ type cycle struct {
 	parents   []string // directories to check without recursion (watch hints)
 	mark      *state.Handoff
 	handoff   *state.Handoff
+	// allowMassDelete is sync --allow-mass-delete: this run only, never
+	// implied by another flag and never set by the daemon.
+	allowMassDelete bool
 }
 
 type cycleOutcome struct {
@@ -128,13 +132,24 @@ func runCycle(ctx context.Context, c *cli.Context, l *loaded, st *state.Store, o
 		log.Info("not the active node: nothing pushed", "reason", out.gate.Reason, "err", err)
 		return out, nil
 	}
+	var refused []state.Refusal
+	scanned := false
+	addRefused := func(rs []state.Refusal) {
+		for _, r := range rs {
+			if !slices.ContainsFunc(refused, func(x state.Refusal) bool { return x.Key() == r.Key() }) {
+				refused = append(refused, r)
+			}
+		}
+	}
 	if o.check && !o.dry {
 		res, err := scan.Check(ctx, st, l.view, o.paths, o.recursive || len(o.paths) == 0, scan.Options{
-			Ignore: l.cfg.Ignore, Logger: log.With("component", "scan"),
+			Ignore: l.cfg.Ignore, Logger: log.With("component", "scan"), AllowMassDelete: o.allowMassDelete,
 		})
 		if err != nil {
 			return out, err
 		}
+		scanned = true
+		addRefused(res.Refused)
 		for _, e := range res.Errors {
 			if o.warn != nil {
 				fmt.Fprintf(o.warn, "ocf-csync: warning: %v\n", e)
@@ -145,11 +160,14 @@ func runCycle(ctx context.Context, c *cli.Context, l *loaded, st *state.Store, o
 		log.Debug("check done", "scanned", res.Scanned, "dirtied", res.Dirtied)
 	}
 	if len(o.parents) > 0 && !o.dry {
-		if _, err := scan.Check(ctx, st, l.view, o.parents, false, scan.Options{
-			Ignore: l.cfg.Ignore, Logger: log.With("component", "scan"),
-		}); err != nil {
+		res, err := scan.Check(ctx, st, l.view, o.parents, false, scan.Options{
+			Ignore: l.cfg.Ignore, Logger: log.With("component", "scan"), AllowMassDelete: o.allowMassDelete,
+		})
+		if err != nil {
 			return out, err
 		}
+		scanned = true
+		addRefused(res.Refused)
 	}
 	if out.gate.Gated {
 		if out.gate, err = gate.Active(ctx); !out.gate.Active {
@@ -162,8 +180,16 @@ func runCycle(ctx context.Context, c *cli.Context, l *loaded, st *state.Store, o
 		Peers: o.peers, Groups: o.groups, Paths: append(o.paths, o.parents...),
 		Recursive: o.recursive, DryRun: o.dry, Log: log, Progress: o.progress,
 		Blocked: o.blocked, Mark: o.mark, Handoff: o.handoff,
+		Refusals: refused, Scanned: scanned, AllowMassDelete: o.allowMassDelete,
 	})
 	out.pushed = err == nil
+	for _, r := range out.res.Fresh {
+		event := ha.EventRootRefused
+		if r.Kind == state.RefusedMassDelete {
+			event = ha.EventMassDeleteRefused
+		}
+		notify(ctx, c, l, event, r.Peer, r.String())
+	}
 	return out, err
 }
 

@@ -229,9 +229,6 @@ func Push(ctx context.Context, o Options) (Result, error) {
 		o.Log.Error("record refusals", "err", err)
 	}
 	res.Fresh = fresh
-	for _, r := range sf.refusals {
-		o.Log.Warn(r.String())
-	}
 	return res, nil
 }
 

@@ -120,7 +120,7 @@ func Check[B Batch](ctx context.Context, st Store[B], sel Selector, paths []stri
 	if err != nil {
 		return Result{}, err
 	}
-	if s.guard, err = newRootGuard(st, o.AllowMassDelete, s.o.Now, s.log.Warn); err != nil {
+	if s.guard, err = newRootGuard(st, o.AllowMassDelete, s.o.Now, s.log.Debug); err != nil {
 		return Result{}, err
 	}
 	s.roots = make(map[string]bool, len(roots))

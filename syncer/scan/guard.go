@@ -90,7 +90,7 @@ func (g *rootGuard) refuse(r state.Refusal) *state.Refusal {
 		r.Count = n
 	}
 	g.refused = append(g.refused, r)
-	g.log("refused", "path", r.Path, "kind", r.Kind, "reason", r.Reason)
+	g.log("include root refused", "path", r.Path, "kind", r.Kind, "reason", r.Reason)
 	return &g.refused[len(g.refused)-1]
 }
 
