@@ -43,8 +43,8 @@ func (e *RefusedError) Is(target error) bool { return target == ErrRefused }
 const peerRootMarker = "include root refused: "
 
 // peerRootMessage is what the receiver sends back for such an op.
-func peerRootMessage(node, root, why string) string {
-	return fmt.Sprintf("%s%s on %s: %s", peerRootMarker, strconv.Quote(root), node, why)
+func peerRootMessage(root, why string) string {
+	return fmt.Sprintf("%s%s: %s", peerRootMarker, strconv.Quote(root), why)
 }
 
 // parsePeerRoot undoes peerRootMessage.
@@ -58,7 +58,7 @@ func parsePeerRoot(msg string) (root, rest string, ok bool) {
 		return "", "", false
 	}
 	root, _ = strconv.Unquote(q)
-	return root, strings.TrimPrefix(s[len(q):], " "), true
+	return root, strings.TrimPrefix(s[len(q):], ": "), true
 }
 
 // overlaps reports whether path and one of the group's roots contain one another.
@@ -342,8 +342,8 @@ func (r *receiver) checkRoot(g *config.GroupView, local string) string {
 func (r *receiver) judgeRoot(root string) *rootVerdict {
 	node := r.o.View.Name
 	refuse := func(why string) *rootVerdict {
-		return &rootVerdict{refusal: peerRootMessage(node, root,
-			fmt.Sprintf("%s; nothing is written there until it is back, or an admin runs '%s' on %s", why, scan.AcceptRootCommand(root), node))}
+		return &rootVerdict{refusal: peerRootMessage(root,
+			fmt.Sprintf("%s; %s writes nothing there until it is back (or '%s' is run there)", why, node, scan.AcceptRootCommand(root)))}
 	}
 	rec, known, err := r.o.Store.GetRoot(root)
 	if err != nil {

@@ -190,7 +190,10 @@ func (r Refusal) String() string {
 		fmt.Fprintf(&b, " by %s", r.Peer)
 	}
 	fmt.Fprintf(&b, ": %s", r.Reason)
-	if r.Override != "" {
+	switch {
+	case r.Override != "" && r.Peer != "":
+		fmt.Fprintf(&b, "; if this is intended, run '%s' on %s", r.Override, r.Peer)
+	case r.Override != "":
 		fmt.Fprintf(&b, "; if this is intended, run '%s'", r.Override)
 	}
 	return b.String()
