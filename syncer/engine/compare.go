@@ -92,6 +92,11 @@ func (r *receiver) request(m *proto.Request) error {
 	if err != nil {
 		return r.fatal(fmt.Sprintf("%s refuses %q: %v", r.o.View.Name, m.Path, err))
 	}
+	if msg := r.checkRoot(g, local); msg != "" {
+		// An unmounted data disk would list as "everything deleted here";
+		// a reconciliation must not read that as stranded deletions.
+		return r.fatal(msg)
+	}
 	entry := func(p string) (proto.Entry, error) {
 		rec, ok, err := r.current(t, p)
 		if err != nil {

@@ -308,3 +308,21 @@ func must(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
+
+// A compare (reconciliation after a failover) with a peer whose include
+// root changed file system fails instead of listing "everything deleted".
+func TestCompareRefusedRoot(t *testing.T) {
+	nodes := setup(t, "a", "b")
+	a, b := nodes["a"], nodes["b"]
+	fill(t, a.root, 5)
+	if err := a.sync(t, nodes, Options{}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	rec, _, _ := b.st.GetRoot(b.root)
+	rec.ID.UUID, rec.ID.FSID = "ee", "ee"
+	must(t, b.st.PutRoot(rec))
+	cr := Compare(context.Background(), CompareOptions{View: a.view, Store: a.st, Connect: connector(nodes)})
+	if len(cr.Errors) != 1 || !strings.Contains(cr.Errors[0].Error(), "include root refused") || len(cr.Diffs) != 0 {
+		t.Errorf("compare: errors %v, %d differences", cr.Errors, len(cr.Diffs))
+	}
+}
