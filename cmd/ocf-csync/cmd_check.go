@@ -9,7 +9,9 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"ocf-csync/syncer/engine"
 	"ocf-csync/syncer/scan"
+	"ocf-csync/syncer/state"
 )
 
 func configCommand(env Env) *cli.Command {
@@ -89,13 +91,19 @@ func checkCommand(env Env) *cli.Command {
 				logger(ctx).Warn(e.Error())
 			}
 			if c.Bool("json") {
-				return writeJSON(env.Stdout, checkJSON{Scanned: res.Scanned, Hashed: res.Hashed, New: res.New,
+				if err := writeJSON(env.Stdout, checkJSON{Scanned: res.Scanned, Hashed: res.Hashed, New: res.New,
 					Changed: res.Changed, MetaOnly: res.MetaOnly, Deleted: res.Deleted, Dirtied: res.Dirtied,
-					Problems: errorStrings(res.Errors), DurationSeconds: seconds(time.Since(start))})
-			}
-			if verbosity(c) >= 0 {
+					Problems: errorStrings(res.Errors), Refusals: orEmptyRefusals(res.Refused),
+					DurationSeconds: seconds(time.Since(start))}); err != nil {
+					return err
+				}
+			} else if verbosity(c) >= 0 {
 				fmt.Fprintf(env.Stdout, "checked %d entries: %d new, %d changed (%d metadata only), %d deleted; %d marked dirty\n",
 					res.Scanned, res.New, res.Changed, res.MetaOnly, res.Deleted, res.Dirtied)
+			}
+			if len(res.Refused) > 0 {
+				// Not walked, so nothing below them was recorded as deleted.
+				return &engine.RefusedError{Refusals: res.Refused}
 			}
 			return nil
 		},
@@ -104,15 +112,25 @@ func checkCommand(env Env) *cli.Command {
 
 // checkJSON is check's --json output.
 type checkJSON struct {
-	Scanned         int      `json:"scanned"`
-	Hashed          int      `json:"hashed"`
-	New             int      `json:"new"`
-	Changed         int      `json:"changed"`
-	MetaOnly        int      `json:"meta_only"`
-	Deleted         int      `json:"deleted"`
-	Dirtied         int      `json:"dirtied"`
-	Problems        []string `json:"problems"` // per-path problems; the scan went on past them
-	DurationSeconds float64  `json:"duration_seconds"`
+	Scanned  int      `json:"scanned"`
+	Hashed   int      `json:"hashed"`
+	New      int      `json:"new"`
+	Changed  int      `json:"changed"`
+	MetaOnly int      `json:"meta_only"`
+	Deleted  int      `json:"deleted"`
+	Dirtied  int      `json:"dirtied"`
+	Problems []string `json:"problems"` // per-path problems; the scan went on past them
+	// Refusals: include roots not walked (vanished, emptied, another file
+	// system): nothing below them was recorded as deleted.
+	Refusals        []state.Refusal `json:"refusals"`
+	DurationSeconds float64         `json:"duration_seconds"`
+}
+
+func orEmptyRefusals(rs []state.Refusal) []state.Refusal {
+	if rs == nil {
+		return []state.Refusal{}
+	}
+	return rs
 }
 
 func markCommand(env Env) *cli.Command {

@@ -32,7 +32,7 @@ func syncCommand(env Env) *cli.Command {
 		ArgsUsage: "[PATH...]",
 		Flags: append(pushFlags(), &cli.BoolFlag{Name: "allow-mass-delete",
 			Usage: "push, this once, deletions that the safety block refuses (an emptied or vanished include root, more than max-delete)"}),
-		Action:    func(c *cli.Context) error { return runPush(env, c, true) },
+		Action: func(c *cli.Context) error { return runPush(env, c, true) },
 	}
 }
 
