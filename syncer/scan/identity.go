@@ -4,6 +4,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
+	"strings"
 	"unsafe"
 
 	"github.com/moby/sys/mountinfo"
@@ -55,6 +56,11 @@ func Identify(path string) (state.FSIdentity, error) {
 			id.UUID = hex.EncodeToString(u.UUID[:u.Len])
 		}
 	}
+	if id.UUID == "" && sx.Dev_major != 0 {
+		// Kernels before 6.5 lack FS_IOC_GETFSUUID, and xfs derives f_fsid
+		// from the device number; udev's by-uuid links name the file system.
+		id.UUID = udevUUID(id.Dev)
+	}
 	m, err := mountOf(path, &sx)
 	if err != nil {
 		return id, err
@@ -90,4 +96,21 @@ func mountOf(path string, sx *unix.Statx_t) (*mountinfo.Info, error) {
 		return nil, fmt.Errorf("%q: its mount is not in /proc/self/mountinfo", path)
 	}
 	return best, nil
+}
+
+// udevUUID finds the file system UUID of block device dev in
+// /dev/disk/by-uuid ("" when there is no such link).
+func udevUUID(dev uint64) string {
+	const dir = "/dev/disk/by-uuid"
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return ""
+	}
+	for _, e := range ents {
+		var st unix.Stat_t
+		if unix.Stat(dir+"/"+e.Name(), &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFBLK && uint64(st.Rdev) == dev {
+			return strings.ToLower(strings.ReplaceAll(e.Name(), "-", ""))
+		}
+	}
+	return ""
 }
