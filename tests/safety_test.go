@@ -98,7 +98,7 @@ func (e *env) agent(n *cluster.Node, action string) result {
 	cmd := n.Command(ctx, binary, action)
 	cmd.Env = append(cmd.Env, "OCF_ROOT=/usr/lib/ocf", "OCF_RA_VERSION_MAJOR=1", "OCF_RESOURCE_INSTANCE=p_mirror",
 		"OCF_RESKEY_config="+cfgPath, "OCF_RESKEY_node="+n.Name, "OCF_RESKEY_CRM_meta_interval=30000",
-		"HA_RSCTMP=/run/resource-agents")
+		"HA_RSCTMP=/run/resource-agents", "HA_LOGFILE=/run/ocf-csync-agent.log")
 	var o, er strings.Builder
 	cmd.Stdout, cmd.Stderr = &o, &er
 	err := cmd.Run()
@@ -123,15 +123,16 @@ func (e *env) waitAgent(n *cluster.Node, what string, ok func(agentStatus) bool)
 	e.t.Helper()
 	path := n.Path("/run/resource-agents/ocf-csync-p_mirror.status")
 	deadline := time.Now().Add(30 * time.Second)
-	var s agentStatus
 	for time.Now().Before(deadline) {
+		var s agentStatus // fresh each time: fields left out of the JSON stay zero
 		if data, err := os.ReadFile(path); err == nil && json.Unmarshal(data, &s) == nil && ok(s) {
 			return
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	data, _ := os.ReadFile(path)
-	e.t.Fatalf("daemon on %s: %s did not happen within 30 s; status file:\n%s", n.Name, what, data)
+	logs, _ := os.ReadFile(n.Path("/run/ocf-csync-agent.log"))
+	e.t.Fatalf("daemon on %s: %s did not happen within 30 s; status file:\n%s\nlog:\n%s", n.Name, what, data, logs)
 }
 
 // TestDataSafety is issue 10's acceptance, chained on one 2-node cluster:

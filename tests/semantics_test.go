@@ -181,7 +181,9 @@ func TestConflictForceAndAuto(t *testing.T) {
 	}
 	e.writeFile(n2, dataDir+"/f", "edited again\n", 0o644)
 	setMtime(t, data(n2, "f"), now.Add(-30*time.Minute))
-	e.expectCode(1, n1, "sync")
+	// f is the only file: deleting it empties the include root, which
+	// takes --allow-mass-delete (safety_test.go); the conflict is the point here.
+	e.expectCode(1, n1, "sync", "--allow-mass-delete")
 	if got := readFile(t, data(n2, "f")); got != "edited again\n" {
 		t.Fatalf("a deletion won under auto younger: node2 has %q", got)
 	}

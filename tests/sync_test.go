@@ -2,6 +2,7 @@ package tests
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -115,6 +116,10 @@ func TestDeletionsReachPeers(t *testing.T) {
 	n1 := e.node(1)
 	for _, f := range []string{"keep.txt", "gone.txt", "tree/a/b/c.txt", "tree/a/d.txt", "tree/e/f/g/h.txt", "keepdir/x"} {
 		e.writeFile(n1, filepath.Join(dataDir, f), f+"\n", 0o644)
+	}
+	// Enough that deleting 5 files stays under the default max-delete 50%.
+	for i := range 6 {
+		e.writeFile(n1, filepath.Join(dataDir, fmt.Sprintf("keepdir/pad%d", i)), "pad\n", 0o644)
 	}
 	if err := os.Symlink("a/d.txt", data(n1, "tree/link")); err != nil {
 		t.Fatal(err)
