@@ -40,8 +40,14 @@ func usagef(format string, args ...any) error {
 
 // Main runs ocf-csync with args (args[0] is the program name).
 func Main(ctx context.Context, env Env, args []string) error {
-	if m := callMode(env, args); m != modeCLI {
+	switch m := callMode(env, args); {
+	case m == modeCsync2:
+		return runCsync2(ctx, env, "csync2", args[1:])
+	case m != modeCLI:
 		return runAgent(ctx, env, args, m)
+	case len(args) > 1 && args[1] == "csync2":
+		// Before any global option parsing: -c, -v and -N mean csync2's here.
+		return runCsync2(ctx, env, "ocf-csync csync2", args[2:])
 	}
 	app := newApp(env)
 	err := app.RunContext(ctx, globalsFirst(app.Flags, args))
@@ -172,6 +178,7 @@ func newApp(env Env) *cli.App {
 			keygenCommand(env),
 			daemonCommand(env),
 			versionCommand(env),
+			csync2Command(env),
 		},
 		Before: func(c *cli.Context) error {
 			c.Context = withLogger(c.Context, newLogger(env.Stderr, verbosity(c)))

@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -111,7 +110,7 @@ func runPush(env Env, c *cli.Context, check bool) error {
 		return err
 	}
 	res := out.res
-	resErr := errors.Join(res.Err(), slaveRefusal(l, res))
+	resErr := pushFailed(res, slaveRefusal(l, res))
 	if c.Bool("json") {
 		rep.Pushed, rep.Reason = out.pushed, out.gate.Reason
 		for _, p := range res.Peers {
@@ -243,13 +242,52 @@ func peerOutcome(p engine.PeerResult) string {
 	return "ok"
 }
 
-// slaveRefusal is csync2's "Permission denied for slave!" for the local
+// pushFailure is a push that ran but left files unsynced; count is how
+// many files or peers (csync2's "Finished with N errors.").
+type pushFailure struct {
+	err   error
+	count int
+}
+
+func (e *pushFailure) Error() string { return e.err.Error() }
+func (e *pushFailure) Unwrap() error { return e.err }
+
+// pushFailed is res's failure, with the slave refusal, or nil.
+func pushFailed(res engine.Result, slave *slaveError) error {
+	var err error = res.Err()
+	n := 0
+	for _, p := range res.Peers {
+		n += p.Conflicts + p.Refused + p.Failed
+		if p.Err != nil {
+			n++
+		}
+	}
+	if slave != nil {
+		err, n = errors.Join(err, slave), n+slave.count
+	}
+	if err == nil {
+		return nil
+	}
+	return &pushFailure{err: err, count: n}
+}
+
+// slaveError is csync2's "Permission denied for slave!" for the local
 // changes a slave cannot push: the admin learns that they will be lost.
-func slaveRefusal(l *loaded, res engine.Result) error {
+type slaveError struct {
+	msg   string
+	count int
+}
+
+func (e *slaveError) Error() string { return e.msg }
+
+// slaveRefusal names the local changes a slave did not push, or is nil.
+func slaveRefusal(l *loaded, res engine.Result) *slaveError {
+	seen := map[string]bool{}
 	var paths []string
 	for _, p := range res.Peers {
 		for _, path := range p.SkippedPaths {
-			if d := engine.DisplayPath(path); !slices.Contains(paths, d) {
+			if d := engine.DisplayPath(path); !seen[d] {
+				seen[d] = true
 				paths = append(paths, d)
 			}
 		}
@@ -263,9 +301,9 @@ func slaveRefusal(l *loaded, res engine.Result) error {
 			groups = append(groups, g.Name)
 		}
 	}
-	return fmt.Errorf("permission denied for slave: %s is a receive-only slave in group %s, so %d local change(s) were not pushed, "+
+	return &slaveError{count: len(paths), msg: fmt.Sprintf("permission denied for slave: %s is a receive-only slave in group %s, so %d local change(s) were not pushed, "+
 		"and a master overwrites them when it next pushes these files ('ocf-csync compare --mark %s' on a master does it at once): %s",
-		l.view.Name, strings.Join(groups, ", "), len(paths), l.view.Name, strings.Join(firstN(paths, 10), ", "))
+		l.view.Name, strings.Join(groups, ", "), len(paths), l.view.Name, strings.Join(firstN(paths, 10), ", "))}
 }
 
 func firstN(s []string, n int) []string {

@@ -62,6 +62,7 @@ type mode int
 const (
 	modeCLI mode = iota
 	modeOCF
+	modeCsync2
 	modeInit
 )
 
@@ -73,7 +74,13 @@ func callMode(env Env, args []string) mode {
 	if oe.IsOCF() && len(args) == 2 && ocf.IsAction(args[1]) {
 		return modeOCF
 	}
-	if filepath.Base(args[0]) != "ocf-csync" && !isTestBinary(args[0]) && len(args) >= 2 {
+	switch filepath.Base(args[0]) {
+	case "csync2":
+		return modeCsync2
+	case "ocf-csync":
+		return modeCLI
+	}
+	if !isTestBinary(args[0]) && len(args) >= 2 {
 		return modeInit
 	}
 	return modeCLI

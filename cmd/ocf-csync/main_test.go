@@ -38,6 +38,7 @@ func TestMain(m *testing.M) {
 			}
 			os.Exit(run())
 		},
+		"csync2":   func() { os.Exit(run()) }, // the personality (DESIGN §1), never the system's csync2
 		"holddb":   func() { os.Exit(holdDB(os.Args[1:])) },
 		"holdlock": func() { os.Exit(holdLock(os.Args[1:])) },
 	})
