@@ -11,7 +11,7 @@ HADIR ?= /etc/ha.d/resource.d
 
 # Debian packages the tests and the demo drive for real.
 DEB_PKGS := openssh-server openssh-client rsync rdiff csync2 pacemaker corosync crmsh \
-	resource-agents libxml2-utils iproute2 procps psmisc util-linux hyperfine time
+	resource-agents libxml2-utils iproute2 procps psmisc util-linux hyperfine time strace
 
 .PHONY: all deps build test test-short install uninstall demo bench fuzz vet clean
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -60,6 +61,14 @@ func genD1(root string, files, dirs int) error {
 			return fmt.Errorf("generate D1: %w", err)
 		}
 	}
+	return parallel(files, func(i int) error {
+		return writeSmall(root, smallPath(i, dirs), 1, uint64(i), baseTime.Add(time.Duration(i)*time.Second))
+	})
+}
+
+// parallel runs fn(0) … fn(n-1) on 4 goroutines and returns the first error
+// of each.
+func parallel(n int, fn func(i int) error) error {
 	const workers = 4
 	errs := make([]error, workers)
 	var wg sync.WaitGroup
@@ -67,8 +76,8 @@ func genD1(root string, files, dirs int) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := w; i < files; i += workers {
-				if err := writeSmall(root, smallPath(i, dirs), 1, uint64(i), baseTime.Add(time.Duration(i)*time.Second)); err != nil {
+			for i := w; i < n; i += workers {
+				if err := fn(i); err != nil {
 					errs[w] = err
 					return
 				}
@@ -76,24 +85,31 @@ func genD1(root string, files, dirs int) error {
 		}()
 	}
 	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+	return errors.Join(errs...)
 }
 
-// d2Change is what genD2 did, for the report.
+// d2Change is what one D2 round did, for the report.
 type d2Change struct{ modified, deleted, created int }
 
-// genD2 turns D1 into D2: 1% of the files get one byte flipped (and a new
-// mtime), 0.1% are deleted and 0.1% are created.
-func genD2(root string, files, dirs int) (d2Change, error) {
-	r := rand.New(stream(2, 0))
-	perm := r.Perm(files)
+// d2State remembers which D1 files earlier D2 rounds deleted, so every
+// round modifies and deletes files that exist.
+type d2State struct{ deleted map[int]bool }
+
+func newD2State(int) d2State { return d2State{deleted: map[int]bool{}} }
+
+// apply is D2 round `round`: 1% of the D1 files get one byte flipped (and a
+// new mtime), 0.1% are deleted and 0.1% are created, each round a new
+// choice from its own seed.
+func (d *d2State) apply(root string, files, dirs, round int) (d2Change, error) {
+	r := rand.New(stream(2, uint64(round)))
+	var perm []int
+	for _, i := range r.Perm(files) {
+		if !d.deleted[i] {
+			perm = append(perm, i)
+		}
+	}
 	nMod, nDel := files/100, files/1000
-	mtime := baseTime.Add(24 * time.Hour)
+	mtime := baseTime.Add(24*time.Hour + time.Duration(round)*time.Hour)
 	for _, i := range perm[:nMod] {
 		p := filepath.Join(root, smallPath(i, dirs))
 		b, err := os.ReadFile(p)
@@ -112,10 +128,11 @@ func genD2(root string, files, dirs int) (d2Change, error) {
 		if err := os.Remove(filepath.Join(root, smallPath(i, dirs))); err != nil {
 			return d2Change{}, fmt.Errorf("generate D2: %w", err)
 		}
+		d.deleted[i] = true
 	}
 	for k := range nDel {
 		// New indexes past the D1 range land in existing directories.
-		i := files + k
+		i := files + round*nDel + k
 		if err := writeSmall(root, smallPath(i, dirs), 3, uint64(i), mtime); err != nil {
 			return d2Change{}, err
 		}
@@ -142,8 +159,9 @@ func genBig(path string, size int64) error {
 	return os.Chtimes(path, baseTime, baseTime)
 }
 
-// flipMiddle is D3: one byte in the middle of the file changes, in place.
-func flipMiddle(path string) error {
+// flipMiddle is D3 round `round`: one byte in the middle of the file
+// changes, in place (each round flips it again, with a new mtime).
+func flipMiddle(path string, round int) error {
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
 		return fmt.Errorf("generate D3: %w", err)
@@ -167,13 +185,14 @@ func flipMiddle(path string) error {
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("generate D3: %w", err)
 	}
-	t := baseTime.Add(24 * time.Hour)
+	t := baseTime.Add(24*time.Hour + time.Duration(round)*time.Second)
 	return os.Chtimes(path, t, t)
 }
 
-// insertAt10 is D4: 4 KiB of new random bytes inserted at 10% of the file,
-// shifting everything after it (written to a temp file, renamed over).
-func insertAt10(path string) error {
+// insertAt10 is D4 round `round`: 4 KiB of new random bytes inserted at
+// 10% of the file, shifting everything after it (written to a temp file,
+// renamed over). Each round inserts another 4 KiB.
+func insertAt10(path string, round int) error {
 	src, err := os.Open(path)
 	if err != nil {
 		return fmt.Errorf("generate D4: %w", err)
@@ -191,7 +210,7 @@ func insertAt10(path string) error {
 	at := fi.Size() / 10
 	_, err = io.CopyN(dst, src, at)
 	if err == nil {
-		_, err = io.CopyN(dst, stream(5, 0), 4<<10)
+		_, err = io.CopyN(dst, stream(5, uint64(round)), 4<<10)
 	}
 	if err == nil {
 		_, err = io.Copy(dst, src)
@@ -203,7 +222,7 @@ func insertAt10(path string) error {
 		os.Remove(tmp)
 		return fmt.Errorf("generate D4 %s: %w", tmp, err)
 	}
-	t := baseTime.Add(48 * time.Hour)
+	t := baseTime.Add(48*time.Hour + time.Duration(round)*time.Second)
 	if err := os.Chtimes(tmp, t, t); err != nil {
 		return fmt.Errorf("generate D4: %w", err)
 	}

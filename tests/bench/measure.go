@@ -41,6 +41,9 @@ type job struct {
 	timeout  time.Duration
 	// mayNotConnect: a missing receiver measurement is no error.
 	mayNotConnect bool
+	// peers are the receiving nodes of a viaSSH job (default node2): their
+	// sshd CPU is summed, their helpers' peak RSS is the largest.
+	peers []*cluster.Node
 }
 
 // sample is one measured run.
@@ -55,6 +58,7 @@ type sample struct {
 	sent, recv uint64        // node1 eth0 tx, rx bytes
 	err        error         // the run failed or the result was wrong
 	output     string
+	round      int // 0-based round of a repeated data set
 }
 
 func (s sample) ok() bool { return s.err == nil }
@@ -72,7 +76,13 @@ func (r *runner) measure(ctx context.Context, j job) sample {
 	s := sample{tool: j.tool}
 	ctx, cancel := context.WithTimeout(ctx, j.timeout)
 	defer cancel()
-	os.Remove(r.n2.Path(timeFile))
+	peers := j.peers
+	if len(peers) == 0 {
+		peers = []*cluster.Node{r.n2}
+	}
+	for _, n := range peers {
+		os.Remove(n.Path(timeFile))
+	}
 	// Flush what earlier runs left dirty, so its writeback is not billed here.
 	unix.Sync()
 
@@ -104,7 +114,11 @@ func (r *runner) measure(ctx context.Context, j job) sample {
 		s.err = err
 		return s
 	}
-	sshd0, _ := childCPU(r.n2.PID)
+	var sshd0 time.Duration
+	for _, n := range peers {
+		c, _ := childCPU(n.PID)
+		sshd0 += c
+	}
 
 	// GNU time forks a small process for the command: ru_maxrss of our own
 	// child would start at this program's RSS (vfork shares the mm).
@@ -135,15 +149,22 @@ func (r *runner) measure(ctx context.Context, j job) sample {
 		// The sessions end shortly after the client; sshd reaps them and
 		// adds their CPU (sshd-session, shell, time, helper) to its cutime.
 		deadline := time.Now().Add(10 * time.Second)
-		for len(children(r.n2.PID)) > 0 && time.Now().Before(deadline) {
-			time.Sleep(5 * time.Millisecond)
+		var sshd1 time.Duration
+		for _, n := range peers {
+			for len(children(n.PID)) > 0 && time.Now().Before(deadline) {
+				time.Sleep(5 * time.Millisecond)
+			}
+			c, _ := childCPU(n.PID)
+			sshd1 += c
 		}
-		sshd1, _ := childCPU(r.n2.PID)
 		s.serverCPU = sshd1 - sshd0
-		if cpu, rss, err := readTimeFile(r.n2.Path(timeFile)); err == nil {
-			s.helperCPU, s.serverRSS = cpu, rss
-		} else if s.err == nil && !j.mayNotConnect {
-			s.err = fmt.Errorf("receiver measurement: %w", err)
+		for _, n := range peers {
+			if cpu, rss, err := readTimeFile(n.Path(timeFile)); err == nil {
+				s.helperCPU += cpu
+				s.serverRSS = max(s.serverRSS, rss)
+			} else if s.err == nil && !j.mayNotConnect {
+				s.err = fmt.Errorf("receiver measurement on %s: %w", n.Name, err)
+			}
 		}
 	case viaCsync2:
 		done := make(chan error, 1)
