@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 
 	"ocf-csync/syncer/state"
@@ -150,33 +149,4 @@ func FailoverDecision(handoffs []state.Handoff, epoch uint64, previousActive, po
 	default:
 		return Failover{Guarded: []string{previousActive}, Reason: fmt.Sprintf("%s: pushes to %s blocked until reconciled (unknown failover-policy %q, treated as guard)", why, previousActive, policy)}
 	}
-}
-
-// PreviousActive names the node with the highest csync-epoch node
-// attribute (attrs as NodeAttributes returns them) and that epoch: the node
-// that was active last. It returns "" when no node has an epoch, or when
-// self holds the highest one (this node was the last active: nobody to
-// guard against). Call it before TakeEpoch publishes the new epoch. Ties
-// go to the first name in sort order, so every node computes the same.
-func PreviousActive(attrs map[string]string, self string) (string, uint64) {
-	nodes := make([]string, 0, len(attrs))
-	for n := range attrs {
-		nodes = append(nodes, n)
-	}
-	slices.Sort(nodes)
-	var best string
-	var bestE uint64
-	for _, n := range nodes {
-		e, err := strconv.ParseUint(attrs[n], 10, 64)
-		if err != nil || e == 0 {
-			continue
-		}
-		if e > bestE {
-			best, bestE = n, e
-		}
-	}
-	if best == self {
-		return "", bestE
-	}
-	return best, bestE
 }

@@ -154,22 +154,3 @@ func TestFailoverDecision(t *testing.T) {
 		})
 	}
 }
-
-func TestPreviousActive(t *testing.T) {
-	tests := []struct {
-		attrs map[string]string
-		self  string
-		want  string
-		e     uint64
-	}{
-		{map[string]string{}, "node2", "", 0},
-		{map[string]string{"node1": "4", "node2": "3"}, "node2", "node1", 4},
-		{map[string]string{"node1": "4", "node2": "5"}, "node2", "", 5},
-		{map[string]string{"node1": "6", "node3": "6", "node2": "x"}, "node2", "node1", 6},
-	}
-	for _, tc := range tests {
-		if got, e := PreviousActive(tc.attrs, tc.self); got != tc.want || e != tc.e {
-			t.Errorf("PreviousActive(%v, %s) = %q, %d; want %q, %d", tc.attrs, tc.self, got, e, tc.want, tc.e)
-		}
-	}
-}

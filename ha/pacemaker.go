@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -319,4 +320,23 @@ func parseResourceForIP(data []byte, ip string) (string, error) {
 			}
 		}
 	}
+}
+
+// Transient node attributes the daemon keeps current (crm_mon -A).
+const (
+	PendingAttribute   = "csync-pending"
+	ConflictsAttribute = "csync-conflicts"
+)
+
+// PublishCounts sets csync-pending and csync-conflicts of this node as
+// transient (reboot) attributes.
+func PublishCounts(ctx context.Context, pcmk Pacemaker, pending, conflicts int) error {
+	var errs []error
+	for _, a := range []struct {
+		name string
+		v    int
+	}{{PendingAttribute, pending}, {ConflictsAttribute, conflicts}} {
+		errs = append(errs, pcmk.SetNodeAttribute(ctx, "", a.name, strconv.Itoa(a.v), Reboot))
+	}
+	return errors.Join(errs...)
 }

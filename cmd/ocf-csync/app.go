@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -14,6 +15,7 @@ import (
 
 	"ocf-csync/ha"
 	"ocf-csync/ocf"
+	"ocf-csync/ra"
 	"ocf-csync/syncer/config"
 	"ocf-csync/syncer/state"
 )
@@ -283,20 +285,18 @@ func stateDir(c *cli.Context, cfgPath string) string {
 }
 
 func openStore(ctx context.Context, c *cli.Context, l *loaded, rebuild bool) (*state.Store, error) {
+	return l.local(c, logger(ctx)).OpenStore(ctx, rebuild)
+}
+
+// local is the config as the ra package runs it, with this command's
+// state dir, lock timeout and logger.
+func (l *loaded) local(c *cli.Context, log *slog.Logger) *ra.Local {
 	timeout := l.cfg.LockTimeout
 	if s := c.Int("lock-timeout"); s >= 0 {
 		timeout = time.Duration(s) * time.Second
 	}
-	if timeout <= 0 {
-		timeout = time.Nanosecond // 0 means "do not wait"; state.Open reads 0 as its 12s default
-	}
-	return state.Open(ctx, state.Options{
-		Dir:          stateDir(c, l.path),
-		Node:         l.view.Name,
-		LockTimeout:  timeout,
-		Logger:       logger(ctx).With("component", "state"),
-		AllowRebuild: rebuild,
-	})
+	return &ra.Local{ConfigPath: l.path, Config: l.cfg, View: l.view, StateDir: stateDir(c, l.path),
+		LockTimeout: timeout, Log: log}
 }
 
 // session is what most commands start with: the config as this node sees

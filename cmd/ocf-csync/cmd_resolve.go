@@ -1,21 +1,14 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"fmt"
-	"io"
 
 	"github.com/urfave/cli/v2"
 
-	"ocf-csync/syncer/apply"
 	"ocf-csync/syncer/engine"
 	"ocf-csync/syncer/scan"
 	"ocf-csync/syncer/state"
 )
-
-// maxResolveFetch bounds a --keep-remote copy held in memory.
-const maxResolveFetch = 1 << 30
 
 func resolveCommand(env Env) *cli.Command {
 	return &cli.Command{
@@ -69,7 +62,8 @@ func resolveCommand(env Env) *cli.Command {
 			}
 			opts := scan.Options{Ignore: l.cfg.Ignore, Logger: logger(ctx)}
 			if c.Bool("keep-remote") {
-				if err := takeRemote(ctx, l, st, peer, path); err != nil {
+				if err := engine.TakeRemote(ctx, engine.CompareOptions{View: l.view, Store: st, Connect: engine.SSHConnector(l.cfg, l.path, logger(ctx)),
+					Ignore: l.cfg.Ignore, Log: logger(ctx)}, l.cfg.Tempdir, peer, path); err != nil {
 					return err
 				}
 			} else {
@@ -106,53 +100,4 @@ func resolveCommand(env Env) *cli.Command {
 			return nil
 		},
 	}
-}
-
-// takeRemote copies the peer's version of path here, records that both
-// sides agree on it, and marks it for the other peers.
-func takeRemote(ctx context.Context, l *loaded, st *state.Store, peer, path string) error {
-	log := logger(ctx)
-	f, err := engine.Fetch(ctx, engine.CompareOptions{View: l.view, Store: st,
-		Connect: engine.SSHConnector(l.cfg, l.path, log), Ignore: l.cfg.Ignore, Log: log},
-		peer, path, maxResolveFetch)
-	if err != nil {
-		return fmt.Errorf("fetch %s from %s: %w", engine.DisplayPath(path), peer, err)
-	}
-	t := apply.New(apply.Options{Ignore: l.cfg.Ignore, TempDir: l.cfg.Tempdir, Logger: log})
-	switch {
-	case !f.Exists:
-		err = t.Delete(path)
-	case f.Record.Kind == state.KindReg:
-		if err = t.MkdirParents(path); err == nil {
-			err = t.WriteFile(path, f.Record, func(w io.Writer) error {
-				_, err := io.Copy(w, bytes.NewReader(f.Content))
-				return err
-			})
-		}
-	case f.Record.Kind == state.KindSymlink:
-		err = t.Symlink(path, f.Record)
-	case f.Record.Kind == state.KindDir:
-		err = t.Mkdir(path, f.Record)
-	default:
-		err = t.Special(path, f.Record)
-	}
-	if err != nil {
-		return fmt.Errorf("take %s's version of %s: %w", peer, engine.DisplayPath(path), err)
-	}
-	b := st.NewBatch()
-	if f.Exists {
-		b.PutBase(peer, path, &f.Record)
-	} else {
-		b.DeleteBase(peer, path)
-	}
-	if err := b.CommitDurable(); err != nil {
-		return err
-	}
-	// The check marks the new version dirty for every peer; this one has it.
-	if _, err := scan.Check(ctx, st, l.view, []string{path}, false, scan.Options{Ignore: l.cfg.Ignore, Logger: log}); err != nil {
-		return err
-	}
-	b = st.NewBatch()
-	b.ClearDirty(peer, path)
-	return b.CommitDurable()
 }

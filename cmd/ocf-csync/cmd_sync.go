@@ -82,37 +82,38 @@ func runPush(env Env, c *cli.Context, check bool) error {
 			}
 		}
 	}
-	lock, err := takeRunLock(stateDir(c, l.path))
+	rl := l.local(c, logger(ctx))
+	lock, err := rl.TakeRunLock()
 	if err != nil {
-		if errors.Is(err, errOverlap) {
-			notify(ctx, c, l, ha.EventOverlap, "", err.Error())
+		if errors.Is(err, ra.ErrOverlap) {
+			rl.Notify(ctx, ha.EventOverlap, "", err.Error())
 		}
 		return err
 	}
-	defer lock.release()
-	st, err := openStore(ctx, c, l, false)
+	defer lock.Release()
+	st, err := rl.OpenStore(ctx, false)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	guard, err := loadGuard(stateDir(c, l.path))
+	guard, err := ha.BlockedPeers(st)
 	if err != nil {
 		return err
 	}
-	o := cycle{check: check, paths: paths, recursive: c.Bool("recursive"), dry: dry,
-		peers: c.StringSlice("peer"), groups: c.StringSlice("group"), warn: env.Stderr, blocked: guard,
-		allowMassDelete: allow}
+	o := ra.Cycle{Check: check, Paths: paths, Recursive: c.Bool("recursive"), DryRun: dry,
+		Peers: c.StringSlice("peer"), Groups: c.StringSlice("group"), Warn: env.Stderr, Blocked: guard,
+		AllowMassDelete: allow}
 	if (verbosity(c) >= 1 || dry) && !c.Bool("json") {
-		o.progress = env.Stdout
+		o.Progress = env.Stdout
 	}
-	out, err := runCycle(ctx, c, l, st, o)
+	out, err := ra.RunCycle(ctx, rl, st, o)
 	if err != nil {
 		return err
 	}
-	res := out.res
+	res := out.Result
 	resErr := pushFailed(res, slaveRefusal(l, res))
 	if c.Bool("json") {
-		rep.Pushed, rep.Reason = out.pushed, out.gate.Reason
+		rep.Pushed, rep.Reason = out.Pushed, out.Gate.Reason
 		for _, p := range res.Peers {
 			rep.Peers = append(rep.Peers, peerResult(p))
 		}
@@ -127,9 +128,9 @@ func runPush(env Env, c *cli.Context, check bool) error {
 		}
 		return reported(resErr)
 	}
-	if !out.pushed {
+	if !out.Pushed {
 		if verbosity(c) >= 1 {
-			fmt.Fprintf(env.Stdout, "not the active node, nothing pushed: %s\n", out.gate.Reason)
+			fmt.Fprintf(env.Stdout, "not the active node, nothing pushed: %s\n", out.Gate.Reason)
 		}
 		return nil
 	}

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"ocf-csync/ocf"
+	"ocf-csync/ra"
 	"ocf-csync/syncer/config"
 	"ocf-csync/syncer/state"
 )
@@ -46,7 +47,7 @@ func classify(err error) kind {
 		return kindUsage
 	case errors.Is(err, config.ErrInvalid):
 		return kindConfig
-	case errors.Is(err, state.ErrLocked), errors.Is(err, errOverlap):
+	case errors.Is(err, state.ErrLocked), errors.Is(err, ra.ErrOverlap):
 		return kindBusy
 	case errors.Is(err, state.ErrNoSentinel), errors.Is(err, state.ErrCorrupt):
 		return kindStateBroken

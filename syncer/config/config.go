@@ -9,8 +9,6 @@ import (
 	"fmt"
 	"strings"
 	"time"
-
-	"ocf-csync/syncer/state"
 )
 
 // ErrInvalid is wrapped by every error this package returns, so callers can
@@ -31,7 +29,7 @@ const (
 	DefaultConnectTimeout    = 10 * time.Second
 	DefaultKeepalive         = 15 * time.Second
 	DefaultFailoverPolicy    = "guard"
-	DefaultStranded          = "keep"
+	DefaultStranded          = StrandedKeep
 	DefaultRescanInterval    = 600 * time.Second
 	DefaultMaxDeletePercent  = 50
 	DefaultMaxDeleteCount    = 1000
@@ -69,7 +67,7 @@ type Config struct {
 	Database    string // kept for reference; ocf-csync keeps state in badger
 	Tempdir     string
 	LockTimeout time.Duration
-	Ignore      state.Ignore
+	Ignore      Ignore
 	SSH         SSH
 	HA          HA
 	// Safety is the top-level "safety { }" block with defaults filled in;
@@ -176,7 +174,7 @@ type HA struct {
 	ClusterIP      string // empty if not set
 	IPResource     string // Pacemaker resource holding the cluster IP, if set
 	FailoverPolicy string // guard | skip-first | off
-	Stranded       string // keep | pull | discard
+	Stranded       Stranded
 	Notify         string // command called with EVENT NODE PEER DETAIL
 	RescanInterval time.Duration
 	Watch          bool
@@ -218,6 +216,22 @@ func (c *Config) SafetyFor(group string) Safety {
 		s.RefuseDevices = *o.RefuseDevices
 	}
 	return s
+}
+
+// Stranded is what happens to a stranded change (ha { stranded … }).
+type Stranded string
+
+// The stranded policies.
+const (
+	StrandedKeep    Stranded = "keep"    // report it and leave it on the peer
+	StrandedPull    Stranded = "pull"    // copy it here
+	StrandedDiscard Stranded = "discard" // overwrite it on the peer (with a backup there)
+)
+
+// Ignore names the metadata that csync2's "ignore uid|gid|mod" drops. It
+// lives here, not in the state package, so that config imports nothing.
+type Ignore struct {
+	UID, GID, Mode bool
 }
 
 // Warning is a non-fatal remark about the config, e.g. a csync2 keyword that

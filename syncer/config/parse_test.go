@@ -6,8 +6,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"ocf-csync/syncer/state"
 )
 
 func TestDefaults(t *testing.T) {
@@ -21,7 +19,7 @@ func TestDefaults(t *testing.T) {
 		t.Errorf("HA = %+v", c.HA)
 	}
 	g := c.Groups[0]
-	if c.LockTimeout != 12*time.Second || c.Ignore != (state.Ignore{}) || g.Name != "group_1" || g.Auto != "none" ||
+	if c.LockTimeout != 12*time.Second || c.Ignore != (Ignore{}) || g.Name != "group_1" || g.Auto != "none" ||
 		g.BackupGenerations != 3 || g.BackupsEnabled() || len(c.Warnings) != 0 || !slices.Equal(c.Files, []string{"/etc/test.cfg"}) {
 		t.Errorf("defaults wrong: %+v, group %+v", c, g)
 	}
@@ -109,7 +107,7 @@ func TestTopLevelStatements(t *testing.T) {
 	c := mustParse(t, "nossl * *;\ndatabase /var/lib/csync2/x.db3;\ntempdir /tmp/cs;\nlock-timeout 30;\nignore uid gid;\nignore mod;\n"+
 		"prefix p { on Host1: /x; }\ngroup g { host a; key k; include /x; action { pattern etc/x; exec y; } }\n")
 	if c.Database != "/var/lib/csync2/x.db3" || c.Tempdir != "/tmp/cs" || c.LockTimeout != 30*time.Second ||
-		c.Ignore != (state.Ignore{UID: true, GID: true, Mode: true}) || len(c.Nossl) != 1 || c.Nossl[0].From != "*" {
+		c.Ignore != (Ignore{UID: true, GID: true, Mode: true}) || len(c.Nossl) != 1 || c.Nossl[0].From != "*" {
 		t.Errorf("config = %+v", c)
 	}
 	var ws []string

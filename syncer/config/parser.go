@@ -900,7 +900,7 @@ func (p *parser) setHA(name string, v token) string {
 		if !slices.Contains(StrandedPolicies, v.text) {
 			return "one of " + strings.Join(StrandedPolicies, ", ")
 		}
-		h.Stranded = v.text
+		h.Stranded = Stranded(v.text)
 	case "notify":
 		h.Notify = v.text
 	case "rescan-interval":

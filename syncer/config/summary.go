@@ -117,7 +117,7 @@ func (v *NodeView) Summary() Summary {
 		},
 		HA: HASummary{
 			ClusterIP: c.HA.ClusterIP, IPResource: c.HA.IPResource, FailoverPolicy: c.HA.FailoverPolicy,
-			Stranded: c.HA.Stranded, Notify: c.HA.Notify,
+			Stranded: string(c.HA.Stranded), Notify: c.HA.Notify,
 			RescanIntervalSeconds: int(c.HA.RescanInterval.Seconds()), Watch: c.HA.Watch,
 		},
 	}

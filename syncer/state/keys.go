@@ -20,6 +20,7 @@ const (
 	pfxActSeq   = 'q' // last action seq handed out
 	pfxEpoch    = 'e' // epoch, 8 bytes big endian
 	pfxHandoff  = 'h' // h node -> JSON
+	pfxBlocked  = 'g' // g peer -> JSON: the failover guard blocks pushes to peer
 )
 
 // checkPath accepts absolute, clean paths without NUL. It works on bytes,

@@ -280,3 +280,45 @@ func (s *Store) Handoffs() ([]Handoff, error) {
 	})
 	return hs, err
 }
+
+// Blocked is a peer the failover guard keeps pushes from: why, and since when.
+type Blocked struct {
+	Peer    string
+	Reason  string
+	SinceNs int64
+}
+
+type blockedJSON struct {
+	Reason  string `json:"reason"`
+	SinceNs int64  `json:"since_ns"`
+}
+
+// PutBlocked records (durably) that pushes to b.Peer are blocked.
+func (s *Store) PutBlocked(b Blocked) error {
+	if err := checkName("peer", b.Peer); err != nil {
+		return fmt.Errorf("state db put blocked peer: %w", err)
+	}
+	return s.putJSON(append([]byte{pfxBlocked}, b.Peer...), blockedJSON{Reason: b.Reason, SinceNs: b.SinceNs}, true)
+}
+
+// DeleteBlocked lifts the block of peer (durable); no record is no error.
+func (s *Store) DeleteBlocked(peer string) error {
+	if err := checkName("peer", peer); err != nil {
+		return fmt.Errorf("state db delete blocked peer: %w", err)
+	}
+	return s.del(append([]byte{pfxBlocked}, peer...), true)
+}
+
+// BlockedPeers returns every blocked peer, sorted by name.
+func (s *Store) BlockedPeers() ([]Blocked, error) {
+	var bs []Blocked
+	err := s.scan([]byte{pfxBlocked}, false, func(k, v []byte) error {
+		var j blockedJSON
+		if len(k) < 2 || json.Unmarshal(v, &j) != nil {
+			return s.undecodable("blocked peer", k)
+		}
+		bs = append(bs, Blocked{Peer: string(k[1:]), Reason: j.Reason, SinceNs: j.SinceNs})
+		return nil
+	})
+	return bs, err
+}

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+
+	"ocf-csync/syncer/config"
 )
 
 // Kind is the type of a file system object.
@@ -74,10 +76,9 @@ type FileRecord struct {
 	Hash    Hash   // regular files only
 }
 
-// Ignore names the metadata that csync2's "ignore uid|gid|mod" drops.
-type Ignore struct {
-	UID, GID, Mode bool
-}
+// Ignore names the metadata that csync2's "ignore uid|gid|mod" drops; the
+// type is the config's (config imports nothing of ours).
+type Ignore = config.Ignore
 
 // SameContent reports whether two records describe the same object content:
 // same type, and same bytes, link target or device number.

@@ -438,6 +438,17 @@ func TestRareRecords(t *testing.T) {
 	if err := s.PutHandoff(Handoff{Epoch: 7, From: "n1"}); err != nil {
 		t.Fatal(err)
 	}
+	for _, b := range []Blocked{{"n3", "no handoff", 5}, {"n2", "x", 6}} {
+		if err := s.PutBlocked(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.DeleteBlocked("n3"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutBlocked(Blocked{Peer: "n4", Reason: "y"}); err != nil {
+		t.Fatal(err)
+	}
 	// Everything survives a reopen.
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
@@ -450,6 +461,9 @@ func TestRareRecords(t *testing.T) {
 	want := []Handoff{{7, "n1", false, 0}, {6, "n2", true, 99}}
 	if err != nil || !slices.Equal(hs, want) {
 		t.Errorf("Handoffs = %+v, %v", hs, err)
+	}
+	if bs, err := s.BlockedPeers(); err != nil || !slices.Equal(bs, []Blocked{{"n2", "x", 6}, {"n4", "y", 0}}) {
+		t.Errorf("BlockedPeers = %+v, %v", bs, err)
 	}
 	s4, _ := s.QueueAction(QueuedAction{Command: "four"})
 	if s4 != 4 {

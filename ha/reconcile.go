@@ -1,0 +1,186 @@
+package ha
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"ocf-csync/syncer/config"
+	"ocf-csync/syncer/engine"
+	"ocf-csync/syncer/state"
+)
+
+// ReconcileResult sorts the differences with a guarded peer (DESIGN §7).
+type ReconcileResult struct {
+	Peer      string
+	Push      []string // changed only here since we last agreed: pushed normally
+	Stranded  []string // changed only there: a stranded change
+	Conflicts []string // changed on both sides
+}
+
+// Verdict is where the reconciliation sorts one difference.
+type Verdict int
+
+const (
+	VerdictPush     Verdict = iota // ours goes to the peer
+	VerdictStranded                // the peer's change is kept and reported
+	VerdictConflict                // both changed: nothing moves
+)
+
+// Sort decides one difference between this node (local) and a peer
+// (remote), nil meaning absent, against the base both last agreed on
+// (hasBase false: none). It is the reconciliation policy; the engine only
+// found the difference.
+func Sort(local, remote, base *state.FileRecord, ig config.Ignore) Verdict {
+	differs := func(r *state.FileRecord) bool {
+		if base == nil || base.Kind == state.KindNone {
+			return r != nil
+		}
+		return r == nil || !r.SameContent(base)
+	}
+	localChanged, remoteChanged := differs(local), differs(remote)
+	if !localChanged && !remoteChanged {
+		// Same content on both sides, only metadata differs. A
+		// directory's mtime moves with its entries, so ours wins there;
+		// otherwise a metadata change made only there is stranded.
+		hasBase := base != nil && base.Kind != state.KindNone
+		remoteMeta := remote != nil && hasBase && !remote.SameMeta(base, ig)
+		localMeta := local != nil && hasBase && !local.SameMeta(base, ig)
+		isDir := local != nil && local.Kind == state.KindDir
+		remoteChanged = remoteMeta && !localMeta && !isDir
+		localChanged = !remoteChanged
+	}
+	switch {
+	case remoteChanged && !localChanged:
+		return VerdictStranded
+	case localChanged && !remoteChanged:
+		return VerdictPush
+	}
+	return VerdictConflict
+}
+
+// Reconcile compares a peer the failover guard blocks with what both sides
+// last agreed on (the bases), and sorts every difference (Sort). Changes
+// made only here are marked dirty for the peer; changes made only there are
+// recorded as stranded (and, with policy discard, marked forced so our
+// version wins; the receiver keeps a backup when backups are configured);
+// changes on both sides are recorded as conflicts. It returns an error when
+// the peer cannot be compared: the peer then stays blocked.
+func Reconcile(ctx context.Context, o engine.CompareOptions, st *state.Store, peer string, policy config.Stranded) (ReconcileResult, error) {
+	out := ReconcileResult{Peer: peer}
+	o.Store, o.Peers = st, []string{peer}
+	cr := engine.Compare(ctx, o)
+	if len(cr.Errors) > 0 {
+		return out, fmt.Errorf("compare with %s: %w", peer, errors.Join(cr.Errors...))
+	}
+	b := st.NewBatch()
+	defer b.Cancel()
+	now := time.Now().UnixNano()
+	for _, d := range cr.Diffs {
+		base, hasBase, err := st.GetBase(peer, d.Path)
+		if err != nil {
+			return out, err
+		}
+		var bp *state.FileRecord
+		if hasBase {
+			bp = &base
+		}
+		switch Sort(d.Local, d.Remote, bp, o.Ignore) {
+		case VerdictStranded:
+			out.Stranded = append(out.Stranded, d.Path)
+			s := state.Stranded{Path: d.Path, Peer: peer, RemoteExists: d.Remote != nil, DetectedNs: now}
+			if d.Remote != nil {
+				s.Remote = *d.Remote
+			}
+			if err := st.PutStranded(s); err != nil {
+				return out, err
+			}
+			if policy == config.StrandedDiscard {
+				b.MarkDirty(peer, d.Path, state.DirtyRecord{Forced: true, MarkedNs: now})
+			}
+		case VerdictPush:
+			out.Push = append(out.Push, d.Path)
+			b.MarkDirty(peer, d.Path, state.DirtyRecord{MarkedNs: now})
+		default:
+			out.Conflicts = append(out.Conflicts, d.Path)
+			c := state.Conflict{Path: d.Path, Peer: peer, Group: d.Group, RemoteExists: d.Remote != nil,
+				DetectedNs: now, Reason: "changed on both sides around a failover"}
+			if d.Local != nil {
+				c.Local = *d.Local
+			}
+			if d.Remote != nil {
+				c.Remote = *d.Remote
+			}
+			if err := st.PutConflict(c); err != nil {
+				return out, err
+			}
+		}
+	}
+	if err := b.CommitDurable(); err != nil {
+		return out, fmt.Errorf("record reconciliation with %s: %w", peer, err)
+	}
+	return out, nil
+}
+
+// GuardOptions drive ReconcileGuarded.
+type GuardOptions struct {
+	Compare engine.CompareOptions // View, Connect, Ignore, Log
+	Store   *state.Store
+	Policy  config.Stranded
+	TempDir string // the config's tempdir, for stranded pull
+	// Notify reports an event (EventStranded, EventConflict) about peer.
+	Notify func(event, peer, detail string)
+}
+
+// ReconcileGuarded reconciles every blocked peer it can reach and lifts the
+// guard for it once each difference is sorted (DESIGN §7). A peer that
+// cannot be compared stays blocked. It returns the peers it unblocked.
+func ReconcileGuarded(ctx context.Context, o GuardOptions) []string {
+	log := o.Compare.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	notify := o.Notify
+	if notify == nil {
+		notify = func(string, string, string) {}
+	}
+	guard, err := BlockedPeers(o.Store)
+	if err != nil {
+		log.Error("failover guard", "err", err)
+		return nil
+	}
+	var lifted []string
+	for peer := range guard {
+		r, err := Reconcile(ctx, o.Compare, o.Store, peer, o.Policy)
+		if err != nil {
+			log.Warn("failover guard: cannot reconcile yet; pushes stay blocked", "peer", peer, "err", err)
+			continue
+		}
+		log.Info("failover guard: reconciled", "peer", peer, "push", len(r.Push), "stranded", len(r.Stranded), "conflicts", len(r.Conflicts))
+		if o.Policy == config.StrandedPull {
+			co := o.Compare
+			co.Store = o.Store
+			for _, p := range r.Stranded {
+				if err := engine.TakeRemote(ctx, co, o.TempDir, peer, p); err != nil {
+					log.Warn("stranded pull failed; the change stays recorded", "peer", peer, "path", p, "err", err)
+					continue
+				}
+				_ = o.Store.DeleteStranded(peer, p)
+			}
+		}
+		if len(r.Stranded) > 0 {
+			notify(EventStranded, peer, fmt.Sprintf("%d stranded change(s), first: %s", len(r.Stranded), r.Stranded[0]))
+		}
+		if len(r.Conflicts) > 0 {
+			notify(EventConflict, peer, fmt.Sprintf("%d conflict(s) after failover, first: %s", len(r.Conflicts), r.Conflicts[0]))
+		}
+		if err := o.Store.DeleteBlocked(peer); err != nil {
+			log.Error("lift the failover guard", "peer", peer, "err", err)
+			continue
+		}
+		lifted = append(lifted, peer)
+	}
+	return lifted
+}
