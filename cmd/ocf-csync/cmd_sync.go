@@ -1,13 +1,17 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
+	"os"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
+	"golang.org/x/sys/unix"
 
 	"ocf-csync/ha"
 	"ocf-csync/ra"
@@ -334,6 +338,8 @@ func serveCommand(env Env) *cli.Command {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "config", Usage: "config `FILE` (the same as the global --config)"},
 			&cli.StringFlag{Name: "node", Usage: "this node's `NAME`"},
+			&cli.DurationFlag{Name: "handshake-timeout", Value: engine.DefaultHandshakeTimeout, Usage: "end a connection that has not authenticated within `DURATION`"},
+			&cli.DurationFlag{Name: "idle-timeout", Value: engine.DefaultIdleTimeout, Usage: "end a session in which the sender sends nothing for `DURATION`"},
 		},
 		Action: func(c *cli.Context) error {
 			ctx := c.Context
@@ -342,14 +348,45 @@ func serveCommand(env Env) *cli.Command {
 			if err != nil {
 				return err
 			}
-			st, err := openStore(ctx, c, l, false)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
+			in, out, restore := pollableStdio(env.Stdin, env.Stdout)
+			defer restore()
+			// The state lock is taken only once the sender authenticated.
 			return engine.Serve(ctx, engine.ServeOptions{
-				View: l.view, Config: l.cfg, Store: st, In: env.Stdin, Out: env.Stdout, Log: log,
+				View: l.view, Config: l.cfg, In: in, Out: out, Log: log,
+				OpenStore:        func(ctx context.Context) (*state.Store, error) { return openStore(ctx, c, l, false) },
+				HandshakeTimeout: c.Duration("handshake-timeout"),
+				IdleTimeout:      c.Duration("idle-timeout"),
 			})
 		},
+	}
+}
+
+// pollableStdio gives serve a stdin and stdout that support deadlines: sshd
+// hands over blocking pipes or sockets, and Go's runtime poller (which the
+// deadlines need) only takes non-blocking ones. restore puts the blocking
+// mode back for whatever shares the descriptors after us.
+func pollableStdio(in io.Reader, out io.Writer) (io.Reader, io.Writer, func()) {
+	var undo []func()
+	conv := func(f *os.File) *os.File {
+		fd := int(f.Fd())
+		if fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0); err != nil || fl&unix.O_NONBLOCK != 0 {
+			return f
+		}
+		if err := unix.SetNonblock(fd, true); err != nil {
+			return f
+		}
+		undo = append(undo, func() { _ = unix.SetNonblock(fd, false) })
+		return os.NewFile(uintptr(fd), f.Name())
+	}
+	if f, ok := in.(*os.File); ok {
+		in = conv(f)
+	}
+	if f, ok := out.(*os.File); ok {
+		out = conv(f)
+	}
+	return in, out, func() {
+		for _, u := range undo {
+			u()
+		}
 	}
 }

@@ -100,6 +100,22 @@ func writeSignatureMagic(basis io.Reader, blockLen uint32, w io.Writer, magic ui
 	return nil
 }
 
+// MaxSignatureSize is the size of the largest signature ReadSignature
+// accepts for a basis of basisSize bytes: the shortest block length and the
+// longest strong sum a header may declare. A peer that sends more is not
+// describing a basis of that size.
+func MaxSignatureSize(basisSize int64) int64 {
+	const hdr, perBlock = 12, 4 + 32
+	if basisSize <= 0 {
+		return hdr
+	}
+	blocks := (basisSize-1)/minSigBlockLen + 1
+	if blocks > (math.MaxInt64-hdr)/perBlock {
+		return math.MaxInt64
+	}
+	return hdr + blocks*perBlock
+}
+
 // ReadSignature parses a signature from r, reading to EOF (frame it on a
 // shared stream, e.g. with io.LimitReader). The 12-byte header is validated
 // before anything is allocated, and a signature longer than limit bytes is

@@ -293,7 +293,8 @@ type sender struct {
 
 	mu          sync.Mutex
 	pending     map[uint64]*pend
-	sigWait     map[uint64]*item
+	sigWait     map[uint64]*sigWait
+	sigReserved int64 // bytes of signature the requests in sigWait may bring
 	events      []event
 	outstanding int
 	readErr     error
@@ -418,7 +419,7 @@ func pushPeer(ctx context.Context, o *Options, p *plan, outMu *sync.Mutex) (res 
 		return res
 	}
 	s := &sender{o: o, peer: peer, c: c, log: log, outMu: outMu, pending: map[uint64]*pend{},
-		sigWait: map[uint64]*item{}, notify: make(chan struct{}, 1), links: map[[2]uint64]string{}}
+		sigWait: map[uint64]*sigWait{}, notify: make(chan struct{}, 1), links: map[[2]uint64]string{}}
 	s.res = res
 	if !o.DryRun {
 		s.batch = o.Store.NewBatch()
@@ -605,8 +606,11 @@ func (s *sender) drainEvents() error {
 		if ev.retry {
 			it = s.pendingItem(ev.seq)
 		} else {
-			it = s.sigWait[ev.seq]
-			delete(s.sigWait, ev.seq)
+			if w := s.sigWait[ev.seq]; w != nil {
+				it = w.it
+				s.sigReserved -= w.reserved
+				delete(s.sigWait, ev.seq)
+			}
 		}
 		s.mu.Unlock()
 		if it == nil {
@@ -625,6 +629,45 @@ func (s *sender) drainEvents() error {
 			err = s.sendFile(it, nil)
 		}
 		if err != nil {
+			return err
+		}
+	}
+}
+
+// sigWait is a signature this sender asked for. Only those are accepted,
+// once each, and at most reserved bytes of one are buffered.
+type sigWait struct {
+	it       *item
+	answered bool
+	maxBasis int64 // a larger basis is not worth a delta: its signature is dropped
+	reserved int64 // delta.MaxSignatureSize(maxBasis)
+}
+
+// sigBudget bounds the signature bytes all outstanding requests may bring
+// at once, whatever the receiver sends.
+const sigBudget = 64 << 20
+
+// sigBasisCap is the largest basis whose signature is kept for a file of
+// size bytes: against a much larger one a delta saves little.
+func sigBasisCap(size int64) int64 { return 2*size + delta.WholeFileThreshold }
+
+// reserveSig waits until n more bytes of signatures fit the budget; one
+// request alone always fits.
+func (s *sender) reserveSig(n int64) error {
+	for {
+		s.mu.Lock()
+		if s.readErr != nil {
+			err := s.readErr
+			s.mu.Unlock()
+			return err
+		}
+		if s.sigReserved == 0 || s.sigReserved+n <= sigBudget {
+			s.sigReserved += n
+			s.mu.Unlock()
+			return nil
+		}
+		s.mu.Unlock()
+		if err := s.waitEvent(); err != nil {
 			return err
 		}
 	}
@@ -732,9 +775,14 @@ func (s *sender) sendItem(it *item) error {
 		if err := s.acquire(); err != nil {
 			return err
 		}
+		w := &sigWait{it: it, maxBasis: sigBasisCap(it.cur.Size)}
+		w.reserved = delta.MaxSignatureSize(w.maxBasis)
+		if err := s.reserveSig(w.reserved); err != nil {
+			return err
+		}
 		seq := s.nextSeq()
 		s.mu.Lock()
-		s.sigWait[seq] = it
+		s.sigWait[seq] = w
 		s.mu.Unlock()
 		if err := s.c.Send(proto.SigRequest{Seq: seq, Group: it.group.Name, Path: []byte(it.wire), BasisHint: proto.RecordFrom(it.base)}); err != nil {
 			return err
@@ -899,10 +947,15 @@ func (d *dataWriter) flush() error {
 
 // read is the reader goroutine: acknowledgements, signatures, batch ends.
 func (s *sender) read() {
-	var sigSeq uint64
-	var sigBuf bytes.Buffer
-	var sigHave bool
-	var sigBasis proto.Record
+	var sig struct {
+		seq   uint64
+		open  bool  // between a Sig with Have and its DataEnd
+		keep  bool  // buffer it (else read and drop it: whole file)
+		limit int64 // most bytes a signature of the announced basis has
+		n     int64
+		basis proto.Record
+		buf   bytes.Buffer
+	}
 	fail := func(err error) {
 		s.mu.Lock()
 		if s.readErr == nil {
@@ -924,24 +977,53 @@ func (s *sender) read() {
 		case *proto.Ack:
 			s.onAck(m)
 		case *proto.Sig:
-			sigSeq, sigHave, sigBasis = m.Seq, m.Have, m.Basis
-			sigBuf.Reset()
+			s.mu.Lock()
+			w := s.sigWait[m.Seq]
+			ok := w != nil && !w.answered && !sig.open
+			if ok {
+				w.answered = true
+			}
+			s.mu.Unlock()
+			if !ok {
+				fail(fmt.Errorf("protocol: peer %s sent a signature for seq %d that was not asked for (or twice)", s.peer, m.Seq))
+				return
+			}
 			if !m.Have {
 				s.pushEvent(event{seq: m.Seq})
+				continue
 			}
+			sig.seq, sig.open, sig.basis, sig.n = m.Seq, true, m.Basis, 0
+			sig.limit = delta.MaxSignatureSize(m.Basis.Size)
+			sig.keep = m.Basis.Size <= w.maxBasis
+			sig.buf.Reset()
 		case *proto.Data:
-			if m.Seq != sigSeq {
+			if !sig.open || m.Seq != sig.seq {
 				fail(fmt.Errorf("protocol: unexpected data for seq %d", m.Seq))
 				return
 			}
-			sigBuf.Write(m.Bytes)
+			sig.n += int64(len(m.Bytes))
+			if sig.n > sig.limit {
+				fail(fmt.Errorf("protocol: peer %s sent a signature of more than %d bytes for a basis of %d bytes", s.peer, sig.limit, sig.basis.Size))
+				return
+			}
+			if sig.keep {
+				sig.buf.Write(m.Bytes)
+			}
 		case *proto.DataEnd:
-			if m.Seq != sigSeq || !sigHave {
+			if !sig.open || m.Seq != sig.seq {
 				fail(fmt.Errorf("protocol: unexpected end of data for seq %d", m.Seq))
 				return
 			}
-			sig, err := delta.ReadSignature(bytes.NewReader(sigBuf.Bytes()), int64(sigBuf.Len()))
-			s.pushEvent(event{seq: m.Seq, have: true, sig: sig, basis: sigBasis, err: err})
+			sig.open = false
+			if !sig.keep {
+				s.pushEvent(event{seq: m.Seq}) // the whole file goes
+				continue
+			}
+			parsed, err := delta.ReadSignature(bytes.NewReader(sig.buf.Bytes()), int64(sig.buf.Len()))
+			s.pushEvent(event{seq: m.Seq, have: true, sig: parsed, basis: sig.basis, err: err})
+			if sig.buf.Cap() > 4<<20 {
+				sig.buf = bytes.Buffer{} // do not keep the largest one for the session
+			}
 		case *proto.BatchDone:
 			s.mu.Lock()
 			s.batchDone = true

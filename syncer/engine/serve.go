@@ -23,11 +23,35 @@ import (
 type ServeOptions struct {
 	View   *config.NodeView
 	Config *config.Config
-	Store  *state.Store
-	In     io.Reader
-	Out    io.Writer
-	Log    *slog.Logger
+	// Store is the state database; when nil, OpenStore opens it once the
+	// sender has authenticated, so an unauthenticated connection never
+	// holds the lock that check, sync and the daemon wait for.
+	Store     *state.Store
+	OpenStore func(ctx context.Context) (*state.Store, error)
+	// KeepStoreOpen leaves a store from OpenStore open when Serve returns
+	// (tests); by default Serve closes it.
+	KeepStoreOpen bool
+	In            io.Reader
+	Out           io.Writer
+	Log           *slog.Logger
+	// HandshakeTimeout bounds the whole handshake; IdleTimeout ends a
+	// session in which the sender sends nothing (not even a Keepalive)
+	// for that long. Zero means the defaults below.
+	HandshakeTimeout time.Duration
+	IdleTimeout      time.Duration
+	// CheckPeer, when set, vets the sender's claimed node name before any
+	// group proof is made (the SSH_CONNECTION check, CheckPeerAddress).
+	CheckPeer func(claimed string) error
 }
+
+// Deadlines of a session on the receiver. The idle one is long because a
+// sender computing a delta of a huge unchanged file may go minutes without
+// filling a frame; a sender keeping a session open between batches sends
+// Keepalive frames instead.
+const (
+	DefaultHandshakeTimeout = 30 * time.Second
+	DefaultIdleTimeout      = 10 * time.Minute
+)
 
 // Acks wait until the changes they report are durable; these bound how
 // much is applied before one syncfs makes a whole group of files durable.
@@ -42,7 +66,7 @@ type receiver struct {
 	log     *slog.Logger
 	sender  string
 	dry     bool
-	groups  map[string]*config.GroupView
+	groups  map[string]*config.GroupView // only the groups the sender proved
 	targets map[string]*apply.Target
 
 	acks      []proto.Ack
@@ -51,34 +75,38 @@ type receiver struct {
 	pending   actionQueue                 // actions of changes not yet acknowledged
 	queued    []state.QueuedAction        // actions stored durably, run at EndBatch
 	conflicts map[string]bool             // recorded conflicts with the sender (lazy)
-	dirMtimes map[string]int64            // dirs we changed, with their mtime before
+	dirMtimes map[string]dirTouch         // dirs we changed, with their mtime before
 	dirWant   map[string]state.FileRecord // directory metadata the sender sent
 	roots     map[string]*rootVerdict     // include roots judged in this session
 }
 
-// Serve runs the receiver side of one session on In/Out.
-func Serve(ctx context.Context, o ServeOptions) error {
-	if o.Log == nil {
-		o.Log = slog.New(slog.DiscardHandler)
-	}
-	r := &receiver{o: o, c: proto.NewConn(o.In, o.Out), log: o.Log, groups: map[string]*config.GroupView{},
-		targets:   map[string]*apply.Target{},
-		dirMtimes: map[string]int64{}, dirWant: map[string]state.FileRecord{}, roots: map[string]*rootVerdict{}}
-	for _, g := range o.View.Groups {
-		r.groups[g.Name] = g
-	}
-	authorize := func(sender, group string) ([]byte, error) {
-		g := r.groups[group]
-		if g == nil {
-			return nil, fmt.Errorf("group %s is unknown here, or node %s is not one of its hosts", group, o.View.Name)
-		}
-		member := false
-		for _, h := range g.Hosts {
-			if h.Name == sender {
-				member = true
+// dirTouch is a directory whose entries a session changed.
+type dirTouch struct {
+	mtimeNs int64
+	g       *config.GroupView // a proved group that syncs the directory
+}
+
+// authorizeFor returns the handshake's authorize callback: a group is
+// offered a proof only if this node is in it, the sender is one of its
+// hosts and not a slave there, and the sender's claim passed check.
+func authorizeFor(view *config.NodeView, check func(string) error) func(sender, group string) ([]byte, error) {
+	var checked = map[string]error{}
+	return func(sender, group string) ([]byte, error) {
+		if check != nil {
+			err, ok := checked[sender]
+			if !ok {
+				err = check(sender)
+				checked[sender] = err
+			}
+			if err != nil {
+				return nil, err
 			}
 		}
-		if !member {
+		g := view.Group(group)
+		if g == nil {
+			return nil, fmt.Errorf("group %s is unknown here, or node %s is not one of its hosts", group, view.Name)
+		}
+		if _, member := g.Host(sender); !member {
 			return nil, fmt.Errorf("sender %s is not a host of group %s", sender, group)
 		}
 		if g.IsSlave(sender) {
@@ -86,17 +114,63 @@ func Serve(ctx context.Context, o ServeOptions) error {
 		}
 		return proto.ReadKeyFile(g.Key)
 	}
-	sender, _, flags, err := proto.ServerHandshake(r.c, o.View.Name, authorize)
+}
+
+// Serve runs the receiver side of one session on In/Out.
+func Serve(ctx context.Context, o ServeOptions) (err error) {
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.HandshakeTimeout <= 0 {
+		o.HandshakeTimeout = DefaultHandshakeTimeout
+	}
+	if o.IdleTimeout <= 0 {
+		o.IdleTimeout = DefaultIdleTimeout
+	}
+	dl := &deadlines{}
+	defer dl.stop()
+	r := &receiver{o: o, c: proto.NewConn(dl.reader(o.In), dl.writer(o.Out)), log: o.Log, groups: map[string]*config.GroupView{},
+		targets:   map[string]*apply.Target{},
+		dirMtimes: map[string]dirTouch{}, dirWant: map[string]state.FileRecord{}, roots: map[string]*rootVerdict{}}
+
+	dl.absolute(time.Now().Add(o.HandshakeTimeout), "handshake deadline: the sender did not complete the handshake within "+o.HandshakeTimeout.String())
+	sender, proved, flags, err := proto.ServerHandshake(r.c, o.View.Name, authorizeFor(o.View, o.CheckPeer))
 	if err != nil {
 		return err
+	}
+	dl.idle(o.IdleTimeout, fmt.Sprintf("idle deadline: sender %s sent nothing (or read nothing) for %v; session ended", sender, o.IdleTimeout))
+	// The handshake proved these groups, and authorize admitted only
+	// groups where the sender is a non-slave host; every later operation is
+	// checked against this set alone (resolve).
+	for _, name := range proved {
+		if g := o.View.Group(name); g != nil {
+			r.groups[name] = g
+		}
 	}
 	r.sender = sender
 	r.dry = flags&proto.FlagDryRun != 0
 	r.log = r.log.With("peer", sender)
+
+	if r.o.Store == nil {
+		st, err := o.OpenStore(ctx)
+		if err != nil {
+			_ = r.c.Send(proto.Error{Message: fmt.Sprintf("receiver %s: %v", o.View.Name, err)})
+			_ = r.c.Flush()
+			return err
+		}
+		r.o.Store = st
+		if !o.KeepStoreOpen {
+			defer func() {
+				if cerr := st.Close(); err == nil && cerr != nil {
+					err = cerr
+				}
+			}()
+		}
+	}
 	if !r.dry {
-		r.batch = o.Store.NewBatch()
+		r.batch = r.o.Store.NewBatch()
 		// Actions a crashed run left behind run with this session's.
-		if err := o.Store.Actions(func(a state.QueuedAction) error {
+		if err := r.o.Store.Actions(func(a state.QueuedAction) error {
 			r.queued = append(r.queued, a)
 			return nil
 		}); err != nil {
@@ -116,7 +190,7 @@ func Serve(ctx context.Context, o ServeOptions) error {
 	// The files changed whatever ended the session: their actions run now
 	// (csync2 runs them at the end of the process, too).
 	if len(r.queued) > 0 {
-		runQueued(o.Store, r.log, o.View.Name, r.queued)
+		runQueued(r.o.Store, r.log, o.View.Name, r.queued)
 		r.queued = nil
 	}
 	return err
@@ -155,6 +229,7 @@ func (r *receiver) loop(ctx context.Context) error {
 			if err := r.handoff(m); err != nil {
 				return err
 			}
+		case *proto.Keepalive:
 		case *proto.Bye:
 			return nil
 		case *proto.Error:
@@ -184,11 +259,17 @@ func (r *receiver) target(g *config.GroupView) *apply.Target {
 	return t
 }
 
-// resolve maps a wire name to a local path the receiver may touch.
+// resolve maps a wire name to a local path the receiver may touch: the
+// group must be one the sender proved in this session (and is a non-slave
+// host of), and the path must be in that group's include set here.
 func (r *receiver) resolve(group string, wire []byte) (*config.GroupView, string, *apply.Target, error) {
 	g := r.groups[group]
 	if g == nil {
-		return nil, "", nil, fmt.Errorf("group %s is not a group of %s", group, r.o.View.Name)
+		why := fmt.Sprintf("group %s is not a group of %s", group, r.o.View.Name)
+		if r.o.View.Group(group) != nil {
+			why = fmt.Sprintf("sender %s did not prove group %s in this session", r.sender, group)
+		}
+		return nil, "", nil, errors.New(why)
 	}
 	local, err := g.LocalPath(string(wire))
 	if err != nil {
@@ -335,14 +416,19 @@ func (r *receiver) conflict(op *proto.Op, g *config.GroupView, local string, cur
 }
 
 // touchDir remembers a directory's mtime before we change its entries, so
-// it can be put back when the sender does not send a new one.
-func (r *receiver) touchDir(path string) {
+// it can be put back when the sender does not send a new one. Only a
+// directory inside g's include set: one above it is never changed on
+// purpose (its mtime moves with its entries, as with any local write).
+func (r *receiver) touchDir(g *config.GroupView, path string) {
 	dir := filepath.Dir(path)
 	if _, ok := r.dirMtimes[dir]; ok {
 		return
 	}
+	if synced, _ := g.Match(dir, true); !synced {
+		return
+	}
 	if st, err := scan.Lstat(dir); err == nil && st.Kind == state.KindDir {
-		r.dirMtimes[dir] = st.MtimeNs
+		r.dirMtimes[dir] = dirTouch{mtimeNs: st.MtimeNs, g: g}
 	}
 }
 
@@ -373,7 +459,7 @@ func (r *receiver) op(op *proto.Op) error {
 			return r.conflict(op, g, local, &cur, exists)
 		}
 		if !r.dry {
-			r.touchDir(local)
+			r.touchDir(g, local)
 			if err := t.Delete(local); err != nil {
 				return r.refuse(op, proto.AckError, err.Error())
 			}
@@ -441,7 +527,7 @@ func (r *receiver) op(op *proto.Op) error {
 		}
 		return r.done(op, g, local, &newRec, proto.AckOK, true, 0)
 	}
-	r.touchDir(local)
+	r.touchDir(g, local)
 	if err := t.MkdirParents(local); err != nil {
 		return r.refuse(op, proto.AckError, err.Error())
 	}
@@ -501,12 +587,22 @@ func (r *receiver) receiveFile(op *proto.Op, t *apply.Target, local string, rec 
 		}
 		defer basis.Close()
 	}
+	// Nothing beyond the size the sender announced is written: a small
+	// delta could otherwise expand into any size (copies of the basis),
+	// and a whole file could fill the disk.
 	fill := func(w io.Writer) error {
 		var err error
 		if basis != nil {
-			err = delta.Patch(basis, dr, w)
+			err = delta.PatchLimit(basis, dr, w, rec.Size)
 		} else {
-			_, err = io.Copy(w, dr)
+			var n int64
+			n, err = io.Copy(w, io.LimitReader(dr, rec.Size))
+			if err == nil && n == rec.Size {
+				var one [1]byte
+				if k, _ := io.ReadFull(dr, one[:]); k > 0 {
+					err = fmt.Errorf("content longer than the %d bytes announced (changed while it was sent?)", rec.Size)
+				}
+			}
 		}
 		// Read to the end of the stream whatever happened, so the session
 		// stays in step.
@@ -664,11 +760,7 @@ func (r *receiver) restoreDirTimes() {
 	}
 	sort.Sort(sort.Reverse(sort.StringSlice(dirs)))
 	for _, d := range dirs {
-		groups := r.o.View.GroupsFor(d)
-		if len(groups) == 0 {
-			continue
-		}
-		t := r.target(groups[0])
+		t := r.target(r.dirMtimes[d].g)
 		want, ok := r.dirWant[d]
 		if !ok {
 			st, err := scan.Lstat(d)
@@ -676,7 +768,7 @@ func (r *receiver) restoreDirTimes() {
 				continue
 			}
 			want = st
-			want.MtimeNs = r.dirMtimes[d]
+			want.MtimeNs = r.dirMtimes[d].mtimeNs
 		}
 		if err := t.SetDirMeta(d, want); err != nil {
 			r.log.Warn("restore directory mtime", "path", d, "error", err)
@@ -688,7 +780,7 @@ func (r *receiver) restoreDirTimes() {
 			}
 		}
 	}
-	r.dirMtimes = map[string]int64{}
+	r.dirMtimes = map[string]dirTouch{}
 	r.dirWant = map[string]state.FileRecord{}
 }
 

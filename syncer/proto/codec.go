@@ -360,6 +360,8 @@ func newMessage(t MsgType) wireDecoder {
 		return new(Handoff)
 	case MsgBye:
 		return new(Bye)
+	case MsgKeepalive:
+		return new(Keepalive)
 	}
 	return nil
 }
@@ -615,6 +617,9 @@ func (m *Error) decode(d *decoder) { m.Message = d.str("message", MaxText) }
 
 func (Bye) encode(*encoder)  {}
 func (*Bye) decode(*decoder) {}
+
+func (Keepalive) encode(*encoder)  {}
+func (*Keepalive) decode(*decoder) {}
 
 func (m Handoff) encode(e *encoder) {
 	e.uvarint(m.Seq)

@@ -15,7 +15,8 @@
 // Session: Hello, HelloReply, Auth, AuthResult (see ClientHandshake and
 // ServerHandshake), then pipelined Op/Data/DataEnd/EndBatch from the sender
 // and Ack/Sig/BatchDone from the receiver, then Bye. Error is fatal from
-// either side.
+// either side. Keepalive may come from the sender at any point between
+// operations; it only counts as activity for the receiver's idle deadline.
 package proto
 
 import (
@@ -70,12 +71,13 @@ const (
 	MsgError
 	MsgBye
 	MsgHandoff
+	MsgKeepalive
 	msgEnd // one past the last valid type
 )
 
 var msgNames = [...]string{"invalid", "Hello", "HelloReply", "Auth", "AuthResult", "Op",
 	"SigRequest", "Sig", "Data", "DataEnd", "Ack", "EndBatch", "BatchDone", "Request",
-	"Entry", "Error", "Bye", "Handoff"}
+	"Entry", "Error", "Bye", "Handoff", "Keepalive"}
 
 func (t MsgType) String() string {
 	if t < msgEnd {
@@ -338,6 +340,7 @@ func (Entry) Type() MsgType      { return MsgEntry }
 func (Error) Type() MsgType      { return MsgError }
 func (Bye) Type() MsgType        { return MsgBye }
 func (Handoff) Type() MsgType    { return MsgHandoff }
+func (Keepalive) Type() MsgType  { return MsgKeepalive }
 
 // Handoff asks the receiver to record that the sender, a stopping active
 // node, has brought it fully up to date (sender → receiver; answered by an
@@ -349,6 +352,11 @@ type Handoff struct {
 	Clean  bool
 	UpToNs int64
 }
+
+// Keepalive carries nothing: a sender that keeps a session open between
+// batches sends it so the receiver's idle deadline does not end the
+// session (sender → receiver; not answered).
+type Keepalive struct{}
 
 // Error makes a received *Error usable as a Go error.
 func (e *Error) Error() string { return "peer reported an error: " + e.Message }

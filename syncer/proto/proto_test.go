@@ -57,6 +57,7 @@ func allMessages() []Message {
 		&Entry{Seq: 7},
 		&Error{Message: "receiver beta: state database is locked"},
 		&Bye{},
+		&Keepalive{},
 		&Handoff{Seq: 9, Epoch: 4, From: "node1", Clean: true, UpToNs: 1700000000123456789},
 	}
 }
