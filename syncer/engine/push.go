@@ -654,23 +654,13 @@ func sigBasisCap(size int64) int64 { return 2*size + delta.WholeFileThreshold }
 // reserveSig waits until n more bytes of signatures fit the budget; one
 // request alone always fits.
 func (s *sender) reserveSig(n int64) error {
-	for {
-		s.mu.Lock()
-		if s.readErr != nil {
-			err := s.readErr
-			s.mu.Unlock()
-			return err
-		}
+	return s.waitUntil(func() bool {
 		if s.sigReserved == 0 || s.sigReserved+n <= sigBudget {
 			s.sigReserved += n
-			s.mu.Unlock()
-			return nil
+			return true
 		}
-		s.mu.Unlock()
-		if err := s.waitEvent(); err != nil {
-			return err
-		}
-	}
+		return false
+	})
 }
 
 // retried items are kept aside by the reader under their old seq.
@@ -684,6 +674,17 @@ func (s *sender) pendingItem(seq uint64) *item {
 
 // acquire waits for room in the window.
 func (s *sender) acquire() error {
+	return s.waitUntil(func() bool {
+		if s.outstanding < window {
+			s.outstanding++
+			return true
+		}
+		return false
+	})
+}
+
+// waitUntil handles events until take (called with s.mu held) succeeds.
+func (s *sender) waitUntil(take func() bool) error {
 	for {
 		s.mu.Lock()
 		if s.readErr != nil {
@@ -691,8 +692,7 @@ func (s *sender) acquire() error {
 			s.mu.Unlock()
 			return err
 		}
-		if s.outstanding < window {
-			s.outstanding++
+		if take() {
 			s.mu.Unlock()
 			return nil
 		}
