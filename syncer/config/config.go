@@ -7,6 +7,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -167,6 +168,15 @@ type SSH struct {
 	RemoteCommand  string
 	ConnectTimeout time.Duration
 	Keepalive      time.Duration
+	// SFTPHosts are receive-only slaves that run sshd but no ocf-csync:
+	// pushes reach them as whole-file copies over SFTP (lower-case names).
+	SFTPHosts []string
+	SFTPPos   Pos // where sftp-hosts was set
+}
+
+// IsSFTP reports whether the host called name is an SFTP-only target.
+func (s *SSH) IsSFTP(name string) bool {
+	return slices.Contains(s.SFTPHosts, strings.ToLower(name))
 }
 
 // HA is the ocf-csync "ha" block.

@@ -76,7 +76,7 @@ var errorCases = []struct {
 		"t.cfg:2:8: expected a port number (1-65535) for ssh port, found \"70000\"\n" +
 			"t.cfg:3:7: expected a value for user, found ';'\n" +
 			"t.cfg:4:13: expected a positive number of seconds for ssh keepalive, found \"-1\"\n" +
-			"t.cfg:5:3: expected a setting of the ssh block (user, port, identity, known-hosts, accept-new, remote-command, connect-timeout, keepalive) or '}', found \"bogus\"\n" +
+			"t.cfg:5:3: expected a setting of the ssh block (user, port, identity, known-hosts, accept-new, remote-command, connect-timeout, keepalive, sftp-hosts) or '}', found \"bogus\"\n" +
 			"t.cfg:6:19: expected a positive number of seconds for ssh connect-timeout, found \"0\"\n" +
 			`t.cfg:7:14: expected yes or no for ssh accept-new, found "maybe"`},
 	{"bad ha values", "ha {\n  cluster-ip 300.1.1.1;\n  failover-policy maybe;\n  stranded keep;\n  stranded pull;\n  watch perhaps;\n  rescan-interval 1m;\n  cluster-ip fe80::1%eth0;\n}\n",

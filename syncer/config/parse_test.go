@@ -2,6 +2,7 @@ package config
 
 import (
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -12,7 +13,7 @@ func TestDefaults(t *testing.T) {
 	c := mustParse(t, "group { host a; key k; }")
 	want := SSH{User: "root", Port: 22, Identity: "/etc/ocf-csync/id_ed25519", KnownHosts: "/etc/ocf-csync/known_hosts",
 		RemoteCommand: "/usr/sbin/ocf-csync serve", ConnectTimeout: 10 * time.Second, Keepalive: 15 * time.Second}
-	if c.SSH != want {
+	if !reflect.DeepEqual(c.SSH, want) {
 		t.Errorf("SSH = %+v", c.SSH)
 	}
 	if wantHA := (HA{FailoverPolicy: "guard", Stranded: "keep", RescanInterval: 600 * time.Second, Watch: true}); c.HA != wantHA {
@@ -34,7 +35,7 @@ ha { cluster-ip 192.168.85.1; ip-resource p_vip; failover-policy skip-first; str
 `)
 	want := SSH{User: "root", Port: 2222, Identity: "/etc/id_sync", KnownHosts: "/etc/ocf-csync/known_hosts", AcceptNew: true,
 		RemoteCommand: "/usr/sbin/ocf-csync serve --log-level debug", ConnectTimeout: 5 * time.Second, Keepalive: 30 * time.Second}
-	if c.SSH != want {
+	if !reflect.DeepEqual(c.SSH, want) {
 		t.Errorf("SSH = %+v\nwant %+v", c.SSH, want)
 	}
 	wantHA := HA{ClusterIP: "192.168.85.1", IPResource: "p_vip", FailoverPolicy: "skip-first", Stranded: "pull",

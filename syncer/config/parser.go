@@ -36,6 +36,7 @@ func Parse(filename string, src []byte) (*Config, error) {
 	p.advance()
 	p.top()
 	p.checkSafetyGroups()
+	p.checkSFTPHosts()
 	if err := p.errs.err(); err != nil {
 		return nil, err
 	}
@@ -668,7 +669,7 @@ func (p *parser) prefix() {
 const maxSeconds = 1 << 30
 
 var (
-	sshSettings = []string{"user", "port", "identity", "known-hosts", "accept-new", "remote-command", "connect-timeout", "keepalive"}
+	sshSettings    = []string{"user", "port", "identity", "known-hosts", "accept-new", "remote-command", "connect-timeout", "keepalive", "sftp-hosts"}
 	haSettings     = []string{"cluster-ip", "ip-resource", "failover-policy", "stranded", "notify", "rescan-interval", "watch"}
 	safetySettings = []string{"max-delete", "max-delete-count", "devices"}
 )
@@ -700,6 +701,10 @@ func (p *parser) settingsBody(block string, kw token, names []string, set func(n
 			continue
 		}
 		p.advance()
+		if block == "ssh" && t.text == "sftp-hosts" {
+			p.sftpHosts(t)
+			continue
+		}
 		v, ok := p.value("a value for "+t.text, true)
 		if !ok {
 			continue
@@ -822,6 +827,56 @@ func orNone(names []string) string {
 		return "none defined"
 	}
 	return strings.Join(names, ", ")
+}
+
+// sftpHosts parses "sftp-hosts NAME...;" (kw already consumed). Whether
+// each name is a slave is checked once every group is read (checkSFTPHosts).
+func (p *parser) sftpHosts(kw token) {
+	ws := p.words()
+	if len(ws) == 0 {
+		p.expected("one or more host names after sftp-hosts")
+		p.recover()
+		return
+	}
+	if first, dup := p.seen["ssh sftp-hosts"]; dup {
+		p.errorf(kw.pos, "expected one sftp-hosts setting in ssh, found a second (the first is at %s); list every SFTP host in one line", first)
+	} else {
+		p.seen["ssh sftp-hosts"] = kw.pos
+		p.cfg.SSH.SFTPPos = kw.pos
+		for _, w := range ws {
+			name := strings.ToLower(w.text)
+			if !slices.Contains(p.cfg.SSH.SFTPHosts, name) {
+				p.cfg.SSH.SFTPHosts = append(p.cfg.SSH.SFTPHosts, name)
+			}
+		}
+	}
+	p.semi("ssh sftp-hosts")
+}
+
+// checkSFTPHosts: an SFTP host runs no ocf-csync, so it can only receive.
+// It must be a slave "( )" in every group that lists it, and in one at
+// least; actions never run there.
+func (p *parser) checkSFTPHosts() {
+	for _, name := range p.cfg.SSH.SFTPHosts {
+		found := false
+		for _, g := range p.cfg.Groups {
+			for _, h := range g.Hosts {
+				if h.Name != name {
+					continue
+				}
+				found = true
+				if !h.Slave {
+					p.errorf(h.Pos, "expected host %s to be a slave in group %q (write it in parentheses: (%s)): it is in ssh sftp-hosts, and an SFTP host runs no ocf-csync, so it can only receive", name, g.Name, name)
+				}
+				if len(g.Actions) > 0 {
+					p.warnf(h.Pos, "group %q has actions; they never run on SFTP host %s (nothing runs there but sshd)", g.Name, name)
+				}
+			}
+		}
+		if !found {
+			p.errorf(p.cfg.SSH.SFTPPos, "expected the hosts of ssh sftp-hosts to be hosts of a group, found %s, which no group lists", name)
+		}
+	}
 }
 
 // setSSH stores one ssh setting; it returns what was expected if v is bad.

@@ -79,14 +79,15 @@ type ActionSummary struct {
 
 // SSHSummary is the ssh block with durations in seconds.
 type SSHSummary struct {
-	User                  string `json:"user"`
-	Port                  int    `json:"port"`
-	Identity              string `json:"identity"`
-	KnownHosts            string `json:"known_hosts"`
-	AcceptNew             bool   `json:"accept_new"`
-	RemoteCommand         string `json:"remote_command"`
-	ConnectTimeoutSeconds int    `json:"connect_timeout_seconds"`
-	KeepaliveSeconds      int    `json:"keepalive_seconds"`
+	User                  string   `json:"user"`
+	Port                  int      `json:"port"`
+	Identity              string   `json:"identity"`
+	KnownHosts            string   `json:"known_hosts"`
+	AcceptNew             bool     `json:"accept_new"`
+	RemoteCommand         string   `json:"remote_command"`
+	ConnectTimeoutSeconds int      `json:"connect_timeout_seconds"`
+	KeepaliveSeconds      int      `json:"keepalive_seconds"`
+	SFTPHosts             []string `json:"sftp_hosts"`
 }
 
 // HASummary is the ha block with durations in seconds.
@@ -114,6 +115,7 @@ func (v *NodeView) Summary() Summary {
 			User: c.SSH.User, Port: c.SSH.Port, Identity: c.SSH.Identity, KnownHosts: c.SSH.KnownHosts,
 			AcceptNew: c.SSH.AcceptNew, RemoteCommand: c.SSH.RemoteCommand,
 			ConnectTimeoutSeconds: int(c.SSH.ConnectTimeout.Seconds()), KeepaliveSeconds: int(c.SSH.Keepalive.Seconds()),
+			SFTPHosts: append([]string{}, c.SSH.SFTPHosts...),
 		},
 		HA: HASummary{
 			ClusterIP: c.HA.ClusterIP, IPResource: c.HA.IPResource, FailoverPolicy: c.HA.FailoverPolicy,
@@ -296,6 +298,9 @@ func (s Summary) WriteText(w io.Writer) error {
 	p("ssh: user %s, port %d, identity %s, known-hosts %s, accept-new %s, remote-command %s, connect-timeout %ds, keepalive %ds\n",
 		s.SSH.User, s.SSH.Port, s.SSH.Identity, s.SSH.KnownHosts, yesNo(s.SSH.AcceptNew), strconv.Quote(s.SSH.RemoteCommand),
 		s.SSH.ConnectTimeoutSeconds, s.SSH.KeepaliveSeconds)
+	if len(s.SSH.SFTPHosts) > 0 {
+		p("sftp-hosts (receive-only over SFTP, no ocf-csync there): %s\n", strings.Join(s.SSH.SFTPHosts, " "))
+	}
 	ip := "cluster-ip " + orUnset(s.HA.ClusterIP, false)
 	if s.HA.IPResource != "" {
 		ip += ", ip-resource " + s.HA.IPResource

@@ -219,6 +219,9 @@ func openSession(ctx context.Context, view *config.NodeView, connect Connector, 
 	if !ok {
 		return nil, fmt.Errorf("%s is not a peer of %s in any group", peer, view.Name)
 	}
+	if isSFTPTarget(view, peer) {
+		return nil, sftpUnsupported(peer, "compare, diff and fetch")
+	}
 	keys := map[string][]byte{}
 	for _, g := range groups {
 		k, err := proto.ReadKeyFile(g.Key)
@@ -349,6 +352,9 @@ func Compare(ctx context.Context, o CompareOptions) CompareResult {
 		for _, h := range g.Peers() {
 			if !wantPeer(o.Peers, h.Name) || len(compareRoots(o.View, g, o.Paths)) == 0 {
 				continue
+			}
+			if len(o.Peers) == 0 && isSFTPTarget(o.View, h.Name) {
+				continue // it runs no helper to ask; named with -P it says so
 			}
 			if _, ok := byPeer[h.Name]; !ok {
 				peers = append(peers, h.Name)

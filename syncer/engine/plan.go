@@ -5,6 +5,7 @@ package engine
 
 import (
 	"fmt"
+	"log/slog"
 	"sort"
 	"strings"
 
@@ -144,6 +145,29 @@ func buildPlan(st *state.Store, view *config.NodeView, peer string, groups map[s
 		p.groupNames = appendUnique(p.groupNames, it.group)
 	}
 	return p, nil
+}
+
+// settle drops the plan's dirty entries that belong to no shared group any
+// more, reports what this node may not push, and fills res.Planned,
+// res.Skipped and res.Held.
+func (p *plan) settle(o *Options, log *slog.Logger, res *PeerResult) error {
+	res.Held = p.held
+	if len(p.stale) > 0 && !o.DryRun {
+		b := o.Store.NewBatch()
+		for _, path := range p.stale {
+			b.ClearDirty(p.peer, path)
+		}
+		if err := b.Commit(); err != nil {
+			res.Err = err
+			return err
+		}
+	}
+	for _, path := range p.skipped {
+		log.Info("not pushing: this node is a slave in the group", "path", path)
+	}
+	res.Skipped, res.SkippedPaths = len(p.skipped), p.skipped
+	res.Planned = p.len()
+	return nil
 }
 
 func appendUnique(gs []*config.GroupView, g *config.GroupView) []*config.GroupView {

@@ -67,6 +67,9 @@ type Options struct {
 	// AllowMassDelete (sync --allow-mass-delete, this run only) pushes
 	// deletions beyond the safety block's max-delete and max-delete-count.
 	AllowMassDelete bool
+	// SFTP opens sessions to the config's SFTP targets (ssh sftp-hosts);
+	// nil dials them with the config's ssh settings.
+	SFTP SFTPDialer
 }
 
 // PeerResult is what happened with one peer.
@@ -83,7 +86,7 @@ type PeerResult struct {
 	Err                            error
 	Problems                       []string
 	Blocked                        string // why the failover guard skipped this peer
-	HandedOff                      bool   // the handoff record was written on the peer
+	HandedOff                      bool   // the handoff record was written on the peer (an SFTP target: the final sync left nothing pending)
 	Held                           int    // entries of refused groups: not sent, still pending
 
 	changed      []*item         // reached the peer with a content, type or deletion change
@@ -213,7 +216,13 @@ func Push(ctx context.Context, o Options) (Result, error) {
 			continue // planning failed: res.Peers[i] holds the error
 		}
 		sf.exclude(plans[i])
-		wg.Go(func() { res.Peers[i] = pushPeer(ctx, &o, plans[i], &outMu) })
+		wg.Go(func() {
+			if isSFTPTarget(o.View, peer) {
+				res.Peers[i] = pushSFTP(ctx, &o, plans[i], &outMu)
+				return
+			}
+			res.Peers[i] = pushPeer(ctx, &o, plans[i], &outMu)
+		})
 	}
 	wg.Wait()
 	sort.Slice(res.Peers, func(i, j int) bool { return res.Peers[i].Peer < res.Peers[j].Peer })
@@ -311,9 +320,9 @@ type sender struct {
 	handoffDone bool
 	// groups whose include root the peer refused: the rest stays here
 	refusedGroups map[string]bool
-	inodes      map[[2]uint64][]string
-	small       []byte      // reused read buffer for small files
-	dw          *dataWriter // reused frame buffer for large files
+	inodes        map[[2]uint64][]string
+	small         []byte      // reused read buffer for small files
+	dw            *dataWriter // reused frame buffer for large files
 }
 
 // partnerOnPeer finds another name of it's inode that the peer already has
@@ -354,22 +363,9 @@ func pushPeer(ctx context.Context, o *Options, p *plan, outMu *sync.Mutex) (res 
 	defer func() { res.Duration = time.Since(start) }()
 	log := o.Log.With("peer", peer)
 	var err error
-	res.Held = p.held
-	if len(p.stale) > 0 && !o.DryRun {
-		b := o.Store.NewBatch()
-		for _, path := range p.stale {
-			b.ClearDirty(peer, path)
-		}
-		if err := b.Commit(); err != nil {
-			res.Err = err
-			return res
-		}
+	if p.settle(o, log, &res) != nil {
+		return res
 	}
-	for _, path := range p.skipped {
-		log.Info("not pushing: this node is a slave in the group", "path", path)
-	}
-	res.Skipped, res.SkippedPaths = len(p.skipped), p.skipped
-	res.Planned = p.len()
 	if p.len() == 0 && o.Handoff == nil && o.Mark == nil {
 		return res
 	}

@@ -14,12 +14,7 @@ import (
 // starts the remote helper on an exec channel.
 func SSHConnector(cfg *config.Config, configPath string, log *slog.Logger) Connector {
 	return func(ctx context.Context, h config.Host) (Channel, error) {
-		p := transport.Peer{
-			Name: h.Name, Addr: h.Addr, Port: cfg.SSH.Port, User: cfg.SSH.User,
-			IdentityFile: cfg.SSH.Identity, KnownHostsFile: cfg.SSH.KnownHosts, AcceptNew: cfg.SSH.AcceptNew,
-			ConnectTimeout: cfg.SSH.ConnectTimeout, Keepalive: cfg.SSH.Keepalive,
-		}
-		conn, err := transport.Dial(ctx, p, log.With("peer", h.Name))
+		conn, err := transport.Dial(ctx, sshPeer(cfg, h), log.With("peer", h.Name))
 		if err != nil {
 			return nil, err
 		}
@@ -30,6 +25,15 @@ func SSHConnector(cfg *config.Config, configPath string, log *slog.Logger) Conne
 			return nil, fmt.Errorf("start %q on peer %s: %w", cmd, h.Name, err)
 		}
 		return &sshChannel{conn: conn, sess: sess}, nil
+	}
+}
+
+// sshPeer says how to reach host h with the config's ssh { } settings.
+func sshPeer(cfg *config.Config, h config.Host) transport.Peer {
+	return transport.Peer{
+		Name: h.Name, Addr: h.Addr, Port: cfg.SSH.Port, User: cfg.SSH.User,
+		IdentityFile: cfg.SSH.Identity, KnownHostsFile: cfg.SSH.KnownHosts, AcceptNew: cfg.SSH.AcceptNew,
+		ConnectTimeout: cfg.SSH.ConnectTimeout, Keepalive: cfg.SSH.Keepalive,
 	}
 }
 

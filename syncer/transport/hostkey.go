@@ -51,12 +51,12 @@ func (e *HostKeyError) Error() string {
 			where, e.KnownHostsFile, shortType(e.KeyType), e.Fingerprint, e.TrustCommand)
 	case e.Mismatch && e.Fingerprint == "":
 		return fmt.Sprintf("host key of %s has CHANGED: %s records %s key(s) (%s) but the host offers none of these types. This can be a man-in-the-middle attack, or the host was reinstalled. Verify the new key out of band, remove %s and run: ocf-csync trust-host --peer %s",
-			where, e.KnownHostsFile, strings.Join(e.KnownTypes, ", "), linesText(e.KnownLines), linesText(e.KnownLines), shellQuote(e.Peer))
+			where, e.KnownHostsFile, strings.Join(e.KnownTypes, ", "), linesText(e.KnownLines), linesText(e.KnownLines), ShellQuote(e.Peer))
 	case e.Mismatch:
 		return fmt.Sprintf("WARNING: host key of %s has CHANGED: it presents %s %s, but %s records a different key (%s). This can be a man-in-the-middle attack, or the host was reinstalled. Verify the new fingerprint out of band (on %s: ssh-keygen -lf /etc/ssh/ssh_host_%s_key.pub), then remove %s of %s (or run: ssh-keygen -f %s -R %s) and run: %s",
 			where, shortType(e.KeyType), e.Fingerprint, e.KnownHostsFile, linesText(e.KnownLines),
 			e.Peer, shortType(e.KeyType), linesText(e.KnownLines), e.KnownHostsFile,
-			shellQuote(e.KnownHostsFile), shellQuote(knownhosts.Normalize(hostPort(e.Addr, e.Port))), e.TrustCommand)
+			ShellQuote(e.KnownHostsFile), ShellQuote(knownhosts.Normalize(hostPort(e.Addr, e.Port))), e.TrustCommand)
 	default:
 		return fmt.Sprintf("host key of %s is not in %s: %s %s; if that is the right key (on %s: ssh-keygen -lf /etc/ssh/ssh_host_%s_key.pub), run: %s",
 			where, e.KnownHostsFile, shortType(e.KeyType), e.Fingerprint, e.Peer, shortType(e.KeyType), e.TrustCommand)
@@ -69,7 +69,7 @@ func (e *HostKeyError) Is(target error) bool { return target == ErrHostKey }
 // checking it: the CLI fetches the key, compares it with fingerprint and
 // appends it to the known_hosts file.
 func TrustCommand(peer, fingerprint string) string {
-	return "ocf-csync trust-host --peer " + shellQuote(peer) + " --fingerprint " + fingerprint
+	return "ocf-csync trust-host --peer " + ShellQuote(peer) + " --fingerprint " + fingerprint
 }
 
 // shortType maps "ssh-ed25519" to "ed25519", "ecdsa-sha2-nistp256" to
@@ -98,8 +98,8 @@ func linesText(lines []int) string {
 	return "lines " + strings.Join(s, ", ")
 }
 
-// shellQuote quotes s for a POSIX shell when it holds anything unusual.
-func shellQuote(s string) string {
+// ShellQuote quotes s for a POSIX shell when it holds anything unusual.
+func ShellQuote(s string) string {
 	if s != "" && strings.IndexFunc(s, func(r rune) bool {
 		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_.:@/+=", r))
 	}) < 0 {
@@ -242,6 +242,30 @@ func (hp *hostKeyPolicy) noCommonHostKeyType() *HostKeyError {
 	he := &HostKeyError{Peer: p.Name, Addr: p.Addr, Port: p.Port, Mismatch: true, KnownHostsFile: p.KnownHostsFile}
 	he.KnownLines, he.KnownTypes = hp.knownLines()
 	return he
+}
+
+// KnownHostKeys returns the keys file records for addr:port (none when the
+// file is missing or does not list the host).
+func KnownHostKeys(file, addr string, port int) ([]ssh.PublicKey, error) {
+	if port == 0 {
+		port = DefaultPort
+	}
+	if _, err := os.Stat(file); errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	db, err := knownhosts.New(file)
+	if err != nil {
+		return nil, fmt.Errorf("read known hosts file %s: %w", file, err)
+	}
+	var ke *knownhosts.KeyError
+	if err := db(hostPort(addr, port), &net.TCPAddr{IP: net.IPv4zero, Port: port}, probeKey); !errors.As(err, &ke) {
+		return nil, nil
+	}
+	keys := make([]ssh.PublicKey, len(ke.Want))
+	for i, k := range ke.Want {
+		keys[i] = k.Key
+	}
+	return keys, nil
 }
 
 // errGotKey aborts a handshake once FetchHostKey has the key.
