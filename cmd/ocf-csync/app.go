@@ -178,6 +178,8 @@ func newApp(env Env) *cli.App {
 			compareCommand(env),
 			diffCommand(env),
 			keygenCommand(env),
+			initCommand(env),
+			pushConfigCommand(env),
 			daemonCommand(env),
 			versionCommand(env),
 			csync2Command(env),
