@@ -37,7 +37,7 @@ func LogOptionsFromEnv(e Env, name string, stderr io.Writer) LogOptions {
 	return LogOptions{
 		Tag:       name + "(" + e.Instance() + ")",
 		Stderr:    stderr,
-		StderrTTY: isTerminal(stderr),
+		StderrTTY: IsTerminal(stderr),
 		Facility:  e.Get("HA_LOGFACILITY"),
 		LogFile:   e.Get("HA_LOGFILE"),
 		Debug:     e.Get("HA_debug") == "1",
@@ -45,7 +45,8 @@ func LogOptionsFromEnv(e Env, name string, stderr io.Writer) LogOptions {
 	}
 }
 
-func isTerminal(w io.Writer) bool {
+// IsTerminal reports whether w is a terminal.
+func IsTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
 	if !ok {
 		return false

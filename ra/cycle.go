@@ -33,6 +33,10 @@ type Cycle struct {
 	// AllowMassDelete is sync --allow-mass-delete: this run only, never
 	// implied by another flag and never set by the daemon.
 	AllowMassDelete bool
+	// Observe hears each peer's push progress (live lines on a terminal).
+	Observe func(engine.PeerProgress)
+	// Tally counts the scan live (its line on a terminal).
+	Tally *scan.Tally
 }
 
 // CycleOutcome is what a cycle did.
@@ -64,7 +68,7 @@ func RunCycle(ctx context.Context, l *Local, st *state.Store, o Cycle) (CycleOut
 	}
 	if o.Check && !o.DryRun {
 		res, err := scan.Check(ctx, st, l.View, o.Paths, o.Recursive || len(o.Paths) == 0, scan.Options{
-			Ignore: l.Config.Ignore, Logger: log.With("component", "scan"), AllowMassDelete: o.AllowMassDelete,
+			Ignore: l.Config.Ignore, Logger: log.With("component", "scan"), AllowMassDelete: o.AllowMassDelete, Tally: o.Tally,
 		})
 		if err != nil {
 			return out, err
@@ -105,7 +109,7 @@ func RunCycle(ctx context.Context, l *Local, st *state.Store, o Cycle) (CycleOut
 		Peers: o.Peers, Groups: o.Groups, Paths: append(o.Paths, o.Parents...),
 		Recursive: o.Recursive, DryRun: o.DryRun, Log: log, Progress: o.Progress,
 		Blocked: o.Blocked, Mark: o.Mark, Handoff: o.Handoff,
-		Refusals: refused, Scanned: scanned, AllowMassDelete: o.AllowMassDelete,
+		Refusals: refused, Scanned: scanned, AllowMassDelete: o.AllowMassDelete, Observe: o.Observe,
 	})
 	out.Pushed = err == nil
 	for _, r := range out.Result.Fresh {

@@ -62,6 +62,7 @@ func checkCommand(env Env) *cli.Command {
 			&cli.BoolFlag{Name: "recursive", Aliases: []string{"r"}, Usage: "descend into the given directories"},
 			&cli.BoolFlag{Name: "init", Aliases: []string{"I"}, Usage: "record the current state without marking anything dirty (csync2 -cIr)"},
 			&cli.BoolFlag{Name: "force", Aliases: []string{"F"}, Usage: "mark new dirty entries as forced"},
+			progressFlags()[0], progressFlags()[1],
 		},
 		Action: func(c *cli.Context) error {
 			ctx := c.Context
@@ -80,9 +81,17 @@ func checkCommand(env Env) *cli.Command {
 			}
 			defer st.Close()
 			recursive := c.Bool("recursive") || len(paths) == 0
+			var tally *scan.Tally
+			if showProgress(progressSituationOf(env, c)) {
+				ui := newProgressUI(env.Stderr)
+				tally = &scan.Tally{}
+				stop := ui.scanLine(tally)
+				defer ui.wait()
+				defer stop()
+			}
 			res, err := scan.Check(ctx, st, l.view, paths, recursive, scan.Options{
 				Ignore: l.cfg.Ignore, Init: c.Bool("init"), Force: c.Bool("force"),
-				Logger: logger(ctx).With("component", "scan"),
+				Logger: logger(ctx).With("component", "scan"), Tally: tally,
 			})
 			if err != nil {
 				return err

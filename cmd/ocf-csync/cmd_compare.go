@@ -46,6 +46,7 @@ func compareCommand(env Env) *cli.Command {
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "mark", Aliases: []string{"I"}, Usage: "mark the L and X differences dirty for that peer, so the next push makes it equal (csync2 -TI)"},
 			&cli.BoolFlag{Name: "delete", Aliases: []string{"X"}, Usage: "with --mark, also mark R entries: the next push deletes them on the peer (csync2 -TIX)"},
+			progressFlags()[0], progressFlags()[1],
 		},
 		Action: func(c *cli.Context) error {
 			ctx := c.Context
@@ -71,61 +72,74 @@ func compareCommand(env Env) *cli.Command {
 			}
 			defer st.Close()
 			log := logger(ctx)
-			res := engine.Compare(ctx, engine.CompareOptions{
+			co := engine.CompareOptions{
 				View: l.view, Store: st, Connect: engine.SSHConnector(l.cfg, l.path, log),
 				Ignore: l.cfg.Ignore, Peers: peers, Paths: paths, Log: log,
-			})
-			asJSON := c.Bool("json")
-			rep := compareJSON{Node: l.view.Name, Differences: []diffJSON{}, Problems: errorStrings(res.Errors)}
-			for _, d := range res.Diffs {
-				if !asJSON {
-					fmt.Fprintf(env.Stdout, "%s\t%s\t%s\t%s\n", d.Kind, l.view.Name, d.Peer, engine.DisplayPath(d.Path))
-					continue
-				}
-				j := diffJSON{Kind: d.Kind, Node: l.view.Name, Peer: d.Peer, Group: d.Group, Path: d.Path}
-				if d.Local != nil {
-					f := recordJSON(d.Path, d.Local)
-					j.Local = &f
-				}
-				if d.Remote != nil {
-					f := recordJSON(d.Path, d.Remote)
-					j.Remote = &f
-				}
-				rep.Differences = append(rep.Differences, j)
 			}
-			var code exitStatus
-			switch {
-			case len(res.Errors) > 0:
-				code = 2
-			case c.Bool("mark"):
-				n, err := engine.MarkDifferences(st, res.Diffs, c.Bool("delete"))
-				if err != nil {
-					code, rep.Problems = 2, append(rep.Problems, "compare --mark: "+err.Error())
-					break
-				}
-				rep.Marked = &n
-				if verbosity(c) >= 0 && !asJSON {
-					fmt.Fprintf(env.Stdout, "marked %d differences dirty; 'ocf-csync update' pushes them\n", n)
-				}
-			case len(res.Diffs) > 0:
-				code = 1
+			if showProgress(progressSituationOf(env, c)) {
+				ui := newProgressUI(env.Stderr)
+				co.Observe = ui.observeCompare
+				res := engine.Compare(ctx, co)
+				ui.wait()
+				return reportCompare(env, c, l, st, res)
 			}
-			if asJSON {
-				rep.ExitCode = int(code)
-				if err := writeJSON(env.Stdout, rep); err != nil {
-					return err
-				}
-			} else {
-				for _, p := range rep.Problems {
-					fmt.Fprintf(env.Stderr, "ocf-csync: compare: %s\n", p)
-				}
-			}
-			if code != 0 {
-				return code
-			}
-			return nil
+			return reportCompare(env, c, l, st, engine.Compare(ctx, co))
 		},
 	}
+}
+
+// reportCompare prints compare's result (text or JSON), marks with --mark,
+// and picks the exit status: 0 in sync, 1 differences, 2 trouble.
+func reportCompare(env Env, c *cli.Context, l *loaded, st *state.Store, res engine.CompareResult) error {
+	asJSON := c.Bool("json")
+	rep := compareJSON{Node: l.view.Name, Differences: []diffJSON{}, Problems: errorStrings(res.Errors)}
+	for _, d := range res.Diffs {
+		if !asJSON {
+			fmt.Fprintf(env.Stdout, "%s\t%s\t%s\t%s\n", d.Kind, l.view.Name, d.Peer, engine.DisplayPath(d.Path))
+			continue
+		}
+		j := diffJSON{Kind: d.Kind, Node: l.view.Name, Peer: d.Peer, Group: d.Group, Path: d.Path}
+		if d.Local != nil {
+			f := recordJSON(d.Path, d.Local)
+			j.Local = &f
+		}
+		if d.Remote != nil {
+			f := recordJSON(d.Path, d.Remote)
+			j.Remote = &f
+		}
+		rep.Differences = append(rep.Differences, j)
+	}
+	var code exitStatus
+	switch {
+	case len(res.Errors) > 0:
+		code = 2
+	case c.Bool("mark"):
+		n, err := engine.MarkDifferences(st, res.Diffs, c.Bool("delete"))
+		if err != nil {
+			code, rep.Problems = 2, append(rep.Problems, "compare --mark: "+err.Error())
+			break
+		}
+		rep.Marked = &n
+		if verbosity(c) >= 0 && !asJSON {
+			fmt.Fprintf(env.Stdout, "marked %d differences dirty; 'ocf-csync update' pushes them\n", n)
+		}
+	case len(res.Diffs) > 0:
+		code = 1
+	}
+	if asJSON {
+		rep.ExitCode = int(code)
+		if err := writeJSON(env.Stdout, rep); err != nil {
+			return err
+		}
+	} else {
+		for _, p := range rep.Problems {
+			fmt.Fprintf(env.Stderr, "ocf-csync: compare: %s\n", p)
+		}
+	}
+	if code != 0 {
+		return code
+	}
+	return nil
 }
 
 // isPeerName tells a PEER argument from a PATH: a host name of one of the

@@ -17,15 +17,16 @@ import (
 	"ocf-csync/ra"
 	"ocf-csync/syncer/engine"
 	"ocf-csync/syncer/state"
+	"ocf-csync/syncer/scan"
 )
 
 func pushFlags() []cli.Flag {
-	return []cli.Flag{
+	return append([]cli.Flag{
 		&cli.StringSliceFlag{Name: "peer", Aliases: []string{"P"}, Usage: "only push to these peers (csync2 -P)"},
 		&cli.StringSliceFlag{Name: "group", Aliases: []string{"G"}, Usage: "only these groups (csync2 -G)"},
 		&cli.BoolFlag{Name: "dry-run", Aliases: []string{"d"}, Usage: "show what would happen; change nothing, not even the state database"},
 		&cli.BoolFlag{Name: "recursive", Aliases: []string{"r"}, Usage: "PATH arguments include everything below them"},
-	}
+	}, progressFlags()...)
 }
 
 func syncCommand(env Env) *cli.Command {
@@ -109,6 +110,15 @@ func runPush(env Env, c *cli.Context, check bool) error {
 		AllowMassDelete: allow}
 	if (verbosity(c) >= 1 || dry) && !c.Bool("json") {
 		o.Progress = env.Stdout
+	}
+	if showProgress(progressSituationOf(env, c)) {
+		ui := newProgressUI(env.Stderr)
+		o.Observe = ui.observe
+		if check && !dry {
+			o.Tally = &scan.Tally{}
+			defer ui.scanLine(o.Tally)()
+		}
+		defer ui.wait()
 	}
 	out, err := ra.RunCycle(ctx, rl, st, o)
 	if err != nil {

@@ -186,6 +186,17 @@ type CompareOptions struct {
 	Peers   []string // only these peers; empty = every peer
 	Paths   []string // local absolute paths; empty = every root of the node
 	Log     *slog.Logger
+	// Observe, when set, hears how many local entries were compared with
+	// each peer so far, and (Finished) when that peer is done.
+	Observe func(CompareProgress)
+}
+
+// CompareProgress is how far the comparison with one peer is.
+type CompareProgress struct {
+	Peer     string
+	Entries  int // local entries compared so far
+	Finished bool
+	Err      error // with Finished: why the comparison failed
 }
 
 // Difference is one line of `compare`: Kind "L" (only here), "R" (only on
@@ -370,6 +381,9 @@ func Compare(ctx context.Context, o CompareOptions) CompareResult {
 	}
 	for _, peer := range peers {
 		diffs, err := comparePeer(ctx, &o, peer, byPeer[peer])
+		if o.Observe != nil {
+			o.Observe(CompareProgress{Peer: peer, Finished: true, Err: err})
+		}
 		res.Diffs = append(res.Diffs, diffs...)
 		if err != nil {
 			res.Errors = append(res.Errors, fmt.Errorf("peer %s: %w", peer, err))
@@ -385,6 +399,7 @@ func comparePeer(ctx context.Context, o *CompareOptions, peer string, groups []*
 	}
 	var diffs []Difference
 	seen := map[string]bool{} // a path in two groups is compared once
+	entries := 0
 	for _, g := range groups {
 		for _, root := range compareRoots(o.View, g, o.Paths) {
 			wire, _ := g.WireName(root)
@@ -402,6 +417,9 @@ func comparePeer(ctx context.Context, o *CompareOptions, peer string, groups []*
 				}
 				w, _ := g.WireName(p)
 				local[w], localPath[w] = rec, p
+				if entries++; o.Observe != nil {
+					o.Observe(CompareProgress{Peer: peer, Entries: entries})
+				}
 				return nil
 			})
 			if err != nil {

@@ -31,6 +31,7 @@ type plan struct {
 	peer    string
 	deletes []*item // deepest first
 	creates int     // entries that exist here, streamed by eachCreate
+	bytes   int64   // size of the regular files among them
 	dirs    []*item // directory metadata, sent last so mtimes survive
 	st      *state.Store
 	view    *config.NodeView
@@ -128,6 +129,9 @@ func buildPlan(st *state.Store, view *config.NodeView, peer string, groups map[s
 			default:
 				p.creates++
 				p.createsBy[it.group.Name]++
+				if it.cur.Kind == state.KindReg {
+					p.bytes += it.cur.Size
+				}
 				if it.cur.Kind == state.KindDir {
 					p.dirs = append(p.dirs, it)
 				}

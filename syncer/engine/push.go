@@ -70,6 +70,20 @@ type Options struct {
 	// SFTP opens sessions to the config's SFTP targets (ssh sftp-hosts);
 	// nil dials them with the config's ssh settings.
 	SFTP SFTPDialer
+	// Observe, when set, hears each peer's progress: once when its plan is
+	// made, after every item the peer settled, and when it is done. It is
+	// called from the peer's goroutine and must be quick.
+	Observe func(PeerProgress)
+}
+
+// PeerProgress is how far the push to one peer is: entries and bytes of
+// regular files settled (applied, equal, refused or failed) of those planned.
+type PeerProgress struct {
+	Peer                    string
+	Planned, Done           int
+	PlannedBytes, DoneBytes int64
+	Finished                bool  // the last call for this peer; Done* are not set in it
+	Err                     error // with Finished: why the peer was not synced
 }
 
 // PeerResult is what happened with one peer.
@@ -314,6 +328,7 @@ type sender struct {
 	batch       *state.Batch
 	sinceCommit int
 	res         PeerResult
+	progress    PeerProgress
 	links       map[[2]uint64]string // (dev, ino) → wire name sent in this run
 	retries     map[uint64]*item     // items the peer asked to get whole, by old seq
 	handedOff   bool
@@ -366,6 +381,12 @@ func pushPeer(ctx context.Context, o *Options, p *plan, outMu *sync.Mutex) (res 
 	if p.settle(o, log, &res) != nil {
 		return res
 	}
+	if o.Observe != nil {
+		o.Observe(PeerProgress{Peer: peer, Planned: p.len(), PlannedBytes: p.bytes})
+		defer func() {
+			o.Observe(PeerProgress{Peer: peer, Planned: p.len(), PlannedBytes: p.bytes, Finished: true, Err: res.Err})
+		}()
+	}
 	if p.len() == 0 && o.Handoff == nil && o.Mark == nil {
 		return res
 	}
@@ -417,6 +438,7 @@ func pushPeer(ctx context.Context, o *Options, p *plan, outMu *sync.Mutex) (res 
 	s := &sender{o: o, peer: peer, c: c, log: log, outMu: outMu, pending: map[uint64]*pend{},
 		sigWait: map[uint64]*sigWait{}, notify: make(chan struct{}, 1), links: map[[2]uint64]string{}}
 	s.res = res
+	s.progress = PeerProgress{Peer: peer, Planned: p.len(), PlannedBytes: p.bytes}
 	if !o.DryRun {
 		s.batch = o.Store.NewBatch()
 	}
@@ -901,6 +923,7 @@ func (s *sender) settleLocal(it *item, problem string) {
 	s.outstanding--
 	s.res.Failed++
 	s.res.Problems = append(s.res.Problems, problem)
+	s.settled(it, false)
 	s.mu.Unlock()
 	s.log.Warn("cannot send", "path", it.path, "problem", problem)
 }
@@ -1182,6 +1205,9 @@ func (s *sender) onAck(a *proto.Ack) {
 		s.res.Problems = append(s.res.Problems, fmt.Sprintf("%s: %s", it.path, a.Message))
 		s.log.Warn("peer did not apply", "path", it.path, "status", a.Status.String(), "reason", a.Message)
 	}
+	if a.Status != proto.AckRetry && word != "won" {
+		s.settled(it, p.isDelete)
+	}
 	if s.o.Progress != nil {
 		s.outMu.Lock()
 		fmt.Fprintf(s.o.Progress, "%-8s %-6s %s %s\n", word, p.op, s.peer, DisplayPath(it.path))
@@ -1221,6 +1247,18 @@ func (s *sender) heldBack(it *item) bool {
 	}
 	s.res.Refused++
 	return true
+}
+
+// settled counts an item for Observe (under s.mu).
+func (s *sender) settled(it *item, isDelete bool) {
+	if s.o.Observe == nil {
+		return
+	}
+	s.progress.Done++
+	if !isDelete && it.cur.Kind == state.KindReg {
+		s.progress.DoneBytes += it.cur.Size
+	}
+	s.o.Observe(s.progress)
 }
 
 // AllPeers lists every peer this node pushes to, sorted.

@@ -63,6 +63,14 @@ type Options struct {
 	AllowMassDelete bool
 	Logger  *slog.Logger
 	Now     func() time.Time
+	// Tally, when set, is counted live as the scan goes, so a caller can
+	// show progress while Check runs.
+	Tally *Tally
+}
+
+// Tally is a scan's live count: entries lstat'd, files hashed and their bytes.
+type Tally struct {
+	Scanned, Hashed, HashedBytes atomic.Int64
 }
 
 // Result counts what a scan saw and did.
@@ -304,7 +312,7 @@ type scanner[B Batch] struct {
 	wfail bool  // a commit failed: drop further writes
 	fdone atomic.Bool
 
-	scanned, hashed, created, changed, metaOnly, deleted, dirtied atomic.Int64
+	created, changed, metaOnly, deleted, dirtied atomic.Int64
 
 	accounted   atomic.Int64 // DB records compared during the walk
 	passThrough atomic.Bool  // a directory was entered that has no record
@@ -321,6 +329,9 @@ type scanner[B Batch] struct {
 }
 
 func newScanner[B Batch](ctx context.Context, st Store[B], sel Selector, o Options) *scanner[B] {
+	if o.Tally == nil {
+		o.Tally = &Tally{}
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -342,7 +353,7 @@ func newScanner[B Batch](ctx context.Context, st Store[B], sel Selector, o Optio
 
 func (s *scanner[B]) result() Result {
 	r := Result{
-		Scanned: int(s.scanned.Load()), Hashed: int(s.hashed.Load()),
+		Scanned: int(s.o.Tally.Scanned.Load()), Hashed: int(s.o.Tally.Hashed.Load()),
 		New: int(s.created.Load()), Changed: int(s.changed.Load()),
 		MetaOnly: int(s.metaOnly.Load()), Deleted: int(s.deleted.Load()),
 		Dirtied: int(s.dirtied.Load()),
@@ -551,7 +562,8 @@ func (s *scanner[B]) update(p string, old, cur *state.FileRecord, hash func() (s
 			s.fail(fmt.Errorf("hash %q: %w", p, err))
 			return
 		}
-		s.hashed.Add(1)
+		s.o.Tally.Hashed.Add(1)
+		s.o.Tally.HashedBytes.Add(cur.Size)
 		cur.Hash = h
 	}
 	c := classify(old, cur, s.o.Ignore)

@@ -119,7 +119,7 @@ func (s *scanner[B]) start(p string, recursive bool) bool {
 		}
 		return recursive
 	}
-	s.scanned.Add(1)
+	s.o.Tally.Scanned.Add(1)
 	cur := FromStat(&sb)
 	if cur.Kind == state.KindSymlink {
 		if cur.Target, err = readlinkAt(unix.AT_FDCWD, p, sb.Size); err != nil {
@@ -304,7 +304,7 @@ func (w *worker[B]) entry(fd int, dir string, dirDev uint64, name string, old *s
 		s.fail(&os.PathError{Op: "lstat", Path: p, Err: err})
 		return
 	}
-	s.scanned.Add(1)
+	s.o.Tally.Scanned.Add(1)
 	cur := FromStat(&sb)
 	if cur.Kind == state.KindSymlink {
 		t, err := readlinkAt(fd, name, sb.Size)
