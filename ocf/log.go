@@ -45,6 +45,20 @@ func LogOptionsFromEnv(e Env, name string, stderr io.Writer) LogOptions {
 	}
 }
 
+// DaemonLogOptions are the long-running daemon's: as LogOptionsFromEnv,
+// but when nothing says where logs go (no HA_LOGFACILITY, no HA_LOGFILE)
+// and Pacemaker did not start it (by hand, a systemd unit, heartbeat's
+// haresources), they go to syslog's daemon facility, which journald
+// keeps, instead of a stderr nobody reads.
+func DaemonLogOptions(e Env, name string, stderr io.Writer) LogOptions {
+	o := LogOptionsFromEnv(e, name, stderr)
+	_, facilitySet := e.Lookup("HA_LOGFACILITY")
+	if !facilitySet && o.LogFile == "" && !e.UnderPacemaker() {
+		o.Facility = "daemon"
+	}
+	return o
+}
+
 // IsTerminal reports whether w is a terminal.
 func IsTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)

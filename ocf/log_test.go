@@ -71,3 +71,27 @@ func TestLogOptionsFromEnv(t *testing.T) {
 		t.Errorf("facility(local3) = %d", got)
 	}
 }
+
+// TestDaemonLogOptions: the daemon logs to syslog (daemon facility, which
+// journald keeps) unless Pacemaker started it or HA_LOGFACILITY/HA_LOGFILE
+// say otherwise; under Pacemaker it logs as its agents do.
+func TestDaemonLogOptions(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		env      []string
+		facility string
+		logfile  string
+	}{
+		{"by hand or from a systemd unit", nil, "daemon", ""},
+		{"heartbeat haresources", []string{"OCF_RESOURCE_INSTANCE=mirror"}, "daemon", ""},
+		{"under Pacemaker", []string{"OCF_RESKEY_CRM_meta_timeout=20000", "OCF_ROOT=/usr/lib/ocf"}, "", ""},
+		{"under Pacemaker with its facility", []string{"PCMK_logfacility=daemon", "HA_LOGFACILITY=local5"}, "local5", ""},
+		{"HA_LOGFACILITY=none", []string{"HA_LOGFACILITY=none"}, "none", ""},
+		{"HA_LOGFILE only", []string{"HA_LOGFILE=/var/log/ocf-csync.log"}, "", "/var/log/ocf-csync.log"},
+	} {
+		o := DaemonLogOptions(NewEnv(tc.env), "mirror", nil)
+		if o.Facility != tc.facility || o.LogFile != tc.logfile {
+			t.Errorf("%s: facility %q, logfile %q; want %q, %q", tc.name, o.Facility, o.LogFile, tc.facility, tc.logfile)
+		}
+	}
+}

@@ -124,6 +124,17 @@ func (e Env) Get(k string) string { return e.vars[k] }
 // Lookup returns a variable and whether it is set.
 func (e Env) Lookup(k string) (string, bool) { v, ok := e.vars[k]; return v, ok }
 
+// UnderPacemaker reports whether Pacemaker's executor started us (or the
+// agent that started us): it always exports OCF_RESKEY_CRM_meta_* or PCMK_*.
+func (e Env) UnderPacemaker() bool {
+	for k := range e.vars {
+		if strings.HasPrefix(k, "OCF_RESKEY_CRM_meta_") || strings.HasPrefix(k, "PCMK_") {
+			return true
+		}
+	}
+	return false
+}
+
 // Param returns OCF_RESKEY_<name>.
 func (e Env) Param(name string) (string, bool) { return e.Lookup("OCF_RESKEY_" + name) }
 

@@ -42,6 +42,7 @@ func usagef(format string, args ...any) error {
 
 // Main runs ocf-csync with args (args[0] is the program name).
 func Main(ctx context.Context, env Env, args []string) error {
+	state.Program = "ocf-csync " + version
 	switch m := callMode(env, args); {
 	case m == modeCsync2:
 		return runCsync2(ctx, env, "csync2", args[1:])

@@ -29,7 +29,7 @@ func daemonCommand(env Env) *cli.Command {
 			&cli.StringFlag{Name: "notify"},
 		},
 		Action: func(c *cli.Context) error {
-			log := slog.New(ocf.NewLogHandler(ocf.LogOptionsFromEnv(ocf.NewEnv(env.Environ), "mirror", env.Stderr))).
+			log := slog.New(ocf.NewLogHandler(ocf.DaemonLogOptions(ocf.NewEnv(env.Environ), "mirror", env.Stderr))).
 				With("component", "daemon")
 			ctx := withLogger(c.Context, log)
 			l, err := loadConfig(ctx, c)

@@ -18,8 +18,9 @@ import (
 	"github.com/dgraph-io/badger/v4/options"
 )
 
-// SchemaVersion is the layout version written into the sentinel.
-const SchemaVersion = 1
+// SchemaVersion is the layout version written into the sentinel; Open
+// migrates older DBs forward (migrate.go) and refuses newer ones.
+const SchemaVersion = 2
 
 // DefaultLockTimeout is how long Open waits for another owner by default.
 const DefaultLockTimeout = 12 * time.Second
@@ -45,9 +46,19 @@ type Options struct {
 
 // Sentinel marks a DB as initialised; see DESIGN.md §5.
 type Sentinel struct {
-	Schema  int       `json:"schema"`
-	Node    string    `json:"node"`
-	Created time.Time `json:"created"`
+	Schema   int         `json:"schema"`
+	Node     string      `json:"node"`
+	Created  time.Time   `json:"created"`
+	Writer   string      `json:"writer,omitempty"`   // the ocf-csync that created or last migrated it (schema 2)
+	Migrated []Migration `json:"migrated,omitempty"` // the migrations applied, oldest first (schema 2)
+}
+
+// Migration is one forward migration of a DB's schema.
+type Migration struct {
+	From int       `json:"from"`
+	To   int       `json:"to"`
+	At   time.Time `json:"at"`
+	By   string    `json:"by"` // the ocf-csync version that ran it
 }
 
 // Store is the per-node state DB. It is safe for concurrent use.
@@ -275,6 +286,11 @@ func (s *Store) checkSentinel(allowRebuild bool) error {
 				"state db %q belongs to node %q, but this is node %q; nothing was changed; "+
 					"fix the node name or the state directory, or run `ocf-csync rebuild`", s.dir, sen.Node, s.node)}
 		}
+		if !allowRebuild {
+			if sen, err = s.migrate(sen); err != nil {
+				return err
+			}
+		}
 		s.sentinel = sen
 		if !s.readOnly {
 			// A crash between the sentinel and the marker leaves no marker.
@@ -313,7 +329,7 @@ func (s *Store) checkSentinel(allowRebuild bool) error {
 
 // initSentinel writes a fresh sentinel durably, then the used marker.
 func (s *Store) initSentinel() error {
-	sen := Sentinel{Schema: SchemaVersion, Node: s.node, Created: time.Now().UTC()}
+	sen := Sentinel{Schema: SchemaVersion, Node: s.node, Created: time.Now().UTC(), Writer: Program}
 	if err := s.putJSON([]byte{pfxSentinel}, sen, true); err != nil {
 		return err
 	}
