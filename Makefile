@@ -4,6 +4,11 @@ SHELL := /bin/bash
 export PATH := /usr/local/go/bin:$(PATH)
 GO ?= go
 BIN := bin/ocf-csync
+# The version in the binary and the .deb: 0.1.0~git<commit date>.<commit>.
+VERSION ?= 0.1.0~git$(shell git log -1 --format=%cd.%h --date=format:%Y%m%d 2>/dev/null || echo 0)
+ARCH ?= $(shell $(GO) env GOARCH)
+DEB := bin/ocf-csync_$(VERSION)_$(ARCH).deb
+LDFLAGS := -X main.version=$(VERSION)
 DESTDIR ?=
 SBINDIR ?= /usr/sbin
 OCFDIR ?= /usr/lib/ocf/resource.d/csync
@@ -11,9 +16,9 @@ HADIR ?= /etc/ha.d/resource.d
 
 # Debian packages the tests and the demo drive for real.
 DEB_PKGS := openssh-server openssh-client rsync rdiff csync2 pacemaker corosync crmsh \
-	resource-agents libxml2-utils iproute2 procps psmisc util-linux hyperfine time strace
+	resource-agents libxml2-utils iproute2 procps psmisc util-linux hyperfine time strace man-db
 
-.PHONY: all deps build test test-short install uninstall demo bench fuzz vet clean
+.PHONY: all deps build deb test test-short install uninstall demo bench fuzz vet clean
 
 all: build
 
@@ -29,15 +34,26 @@ deps:
 
 build:
 	@mkdir -p bin
-	$(GO) build -o $(BIN) ./cmd/ocf-csync
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/ocf-csync
+
+# The .deb (nfpm as a library, packaging/nfpm.yaml): the binary, the OCF and
+# ha.d links, ocf-csync(8) generated from the command line, bash completion,
+# examples, cron.d and systemd units (disabled), logrotate.
+deb: build
+	@mkdir -p bin/deb
+	cp $(BIN) bin/deb/ocf-csync
+	./$(BIN) man | gzip -9n > bin/deb/ocf-csync.8.gz
+	rm -f bin/ocf-csync_*.deb
+	VERSION='$(VERSION)' ARCH=$(ARCH) BUILD=bin/deb $(GO) run ./packaging/mkdeb -o $(DEB)
+	@echo "built $(DEB)"
 
 vet:
 	$(GO) vet ./...
 
 # The whole suite, including the multi-node tests in network namespaces
 # (they need root; under CI=true they fail instead of skipping without it).
-test: deps build vet
-	OCF_CSYNC_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 25m ./...
+test: deps build deb vet
+	OCF_CSYNC_BIN=$(CURDIR)/$(BIN) OCF_CSYNC_DEB=$(CURDIR)/$(DEB) $(GO) test -count=1 -timeout 25m ./...
 
 test-short: build
 	$(GO) test -short -count=1 ./...
@@ -47,6 +63,8 @@ fuzz:
 
 install: build
 	install -D -m 0755 $(BIN) $(DESTDIR)$(SBINDIR)/ocf-csync
+	install -d $(DESTDIR)/usr/share/man/man8
+	./$(BIN) man | gzip -9n > $(DESTDIR)/usr/share/man/man8/ocf-csync.8.gz
 	install -d $(DESTDIR)$(OCFDIR) $(DESTDIR)$(HADIR)
 	ln -sf $(SBINDIR)/ocf-csync $(DESTDIR)$(OCFDIR)/mirror
 	ln -sf $(SBINDIR)/ocf-csync $(DESTDIR)$(HADIR)/mirror
@@ -56,7 +74,7 @@ install: build
 	install -D -m 0644 packaging/examples/ocf-csync.cfg $(DESTDIR)/usr/share/doc/ocf-csync/examples/ocf-csync.cfg
 
 uninstall:
-	rm -f $(DESTDIR)$(SBINDIR)/ocf-csync $(DESTDIR)$(OCFDIR)/mirror $(DESTDIR)$(HADIR)/mirror
+	rm -f $(DESTDIR)$(SBINDIR)/ocf-csync $(DESTDIR)$(OCFDIR)/mirror $(DESTDIR)$(HADIR)/mirror $(DESTDIR)/usr/share/man/man8/ocf-csync.8.gz
 	rm -rf $(DESTDIR)/usr/share/doc/ocf-csync
 	-rmdir $(DESTDIR)$(OCFDIR) 2>/dev/null
 

@@ -150,6 +150,10 @@ func newApp(env Env) *cli.App {
 		Writer:          env.Stdout,
 		ErrWriter:       env.Stderr,
 		HideHelpCommand: true,
+		Description:     appDescription,
+		// Shell completion: the packaged bash script asks
+		// "ocf-csync ... --generate-bash-completion".
+		EnableBashCompletion: true,
 		ExitErrHandler:  func(*cli.Context, error) {}, // exit codes come from ExitCode, never from cli
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, EnvVars: []string{"OCF_CSYNC_CONFIG"}, Usage: "csync2-syntax config `FILE` (default " + config.DefaultFile + ", else " + config.Csync2File + ")"},
@@ -184,6 +188,7 @@ func newApp(env Env) *cli.App {
 			daemonCommand(env),
 			versionCommand(env),
 			csync2Command(env),
+			manCommand(env),
 		},
 		Before: func(c *cli.Context) error {
 			c.Context = withLogger(c.Context, newLogger(env.Stderr, verbosity(c)))
