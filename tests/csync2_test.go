@@ -1,12 +1,9 @@
 package tests
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -62,21 +59,12 @@ ssh { identity %s; known-hosts %s; connect-timeout 5; }
 		cmd := n.Command(ctx, "sh", "-c", line)
 		cmd.Env = append(cmd.Env, "PATH="+linkDir+":"+strings.TrimPrefix(cmd.Env[0], "PATH="),
 			"CSYNC2_SYSTEM_DIR="+sysDir, "OCF_CSYNC_NODE="+n.Name)
-		var o, er bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &o, &er
-		err := cmd.Run()
-		code := 0
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			code = ee.ExitCode()
-		} else if err != nil {
-			t.Fatalf("%s on %s: %v", line, n.Name, err)
+		r := runCmd(t, cmd, []string{line})
+		if r.code != want {
+			t.Fatalf("%s on %s exited %d, want %d\nstdout:\n%s\nstderr:\n%s", line, n.Name, r.code, want, r.stdout, r.stderr)
 		}
-		if code != want {
-			t.Fatalf("%s on %s exited %d, want %d\nstdout:\n%s\nstderr:\n%s", line, n.Name, code, want, o.String(), er.String())
-		}
-		t.Logf("%s$ %s  => exit %d\n%s%s", n.Name, line, code, o.String(), er.String())
-		return o.String() + er.String()
+		t.Logf("%s$ %s  => exit %d\n%s%s", n.Name, line, r.code, r.stdout, r.stderr)
+		return r.stdout + r.stderr
 	}
 	read := func(n *cluster.Node, p string) string {
 		t.Helper()

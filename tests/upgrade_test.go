@@ -41,18 +41,7 @@ func TestUpgradeOldAndNewNodes(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
 		defer cancel()
 		full := append([]string{"--config", cfgPath, "--node", n.Name}, args...)
-		cmd := n.Command(ctx, bin, full...)
-		var o, er bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &o, &er
-		err := cmd.Run()
-		r := result{args: full, stdout: o.String(), stderr: er.String()}
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			r.code = ee.ExitCode()
-		} else if err != nil {
-			t.Fatalf("run %s on %s: %v", bin, n.Name, err)
-		}
-		return r
+		return runCmd(t, n.Command(ctx, bin, full...), full)
 	}
 	// pushed checks that a push between the releases either synced the
 	// file or was refused with the versioned Hello's message.
@@ -88,6 +77,23 @@ func TestUpgradeOldAndNewNodes(t *testing.T) {
 	}
 	// This build goes on with it: the migration kept the records.
 	pushed(n1, n2, binary, "from-old.txt", "edited after the upgrade\n")
+}
+
+// runCmd runs a command prepared with Node.Command and says what it did;
+// only a failure to run it at all fails the test.
+func runCmd(t *testing.T, cmd *exec.Cmd, args []string) result {
+	t.Helper()
+	var o, er bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &er
+	err := cmd.Run()
+	r := result{args: args, stdout: o.String(), stderr: er.String()}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		r.code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("run %s: %v", strings.Join(cmd.Args, " "), err)
+	}
+	return r
 }
 
 // buildPreviousRelease builds previousRelease from this repository's

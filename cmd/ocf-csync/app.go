@@ -154,7 +154,7 @@ func newApp(env Env) *cli.App {
 		// Shell completion: the packaged bash script asks
 		// "ocf-csync ... --generate-bash-completion".
 		EnableBashCompletion: true,
-		ExitErrHandler:  func(*cli.Context, error) {}, // exit codes come from ExitCode, never from cli
+		ExitErrHandler:       func(*cli.Context, error) {}, // exit codes come from ExitCode, never from cli
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, EnvVars: []string{"OCF_CSYNC_CONFIG"}, Usage: "csync2-syntax config `FILE` (default " + config.DefaultFile + ", else " + config.Csync2File + ")"},
 			&cli.StringFlag{Name: "node", Aliases: []string{"N"}, EnvVars: []string{"OCF_CSYNC_NODE"}, Usage: "this node's `NAME` as in the config's host lines (default: crm_node -n, then the hostname)"},

@@ -16,8 +16,8 @@ import (
 	"ocf-csync/ha"
 	"ocf-csync/ra"
 	"ocf-csync/syncer/engine"
-	"ocf-csync/syncer/state"
 	"ocf-csync/syncer/scan"
+	"ocf-csync/syncer/state"
 )
 
 func pushFlags() []cli.Flag {

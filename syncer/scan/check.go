@@ -61,8 +61,8 @@ type Options struct {
 	// is missing or empty, on the file system it was on, as deleted. Without
 	// it such a root is refused; a root on another file system always is.
 	AllowMassDelete bool
-	Logger  *slog.Logger
-	Now     func() time.Time
+	Logger          *slog.Logger
+	Now             func() time.Time
 	// Tally, when set, is counted live as the scan goes, so a caller can
 	// show progress while Check runs.
 	Tally *Tally
