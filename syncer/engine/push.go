@@ -189,6 +189,11 @@ func Push(ctx context.Context, o Options) (Result, error) {
 		}
 	}
 	if !o.DryRun {
+		// What reaches a peer must be recorded here, or the next run
+		// sends it again and cannot tell a conflict from its own change.
+		if err := o.Store.Writable(); err != nil {
+			return Result{}, err
+		}
 		if _, _, err := RunLeftoverActions(o.Store, o.Log, o.View.Name); err != nil {
 			o.Log.Error("run leftover actions", "error", err)
 		}

@@ -78,6 +78,7 @@ type receiver struct {
 	dirMtimes map[string]dirTouch         // dirs we changed, with their mtime before
 	dirWant   map[string]state.FileRecord // directory metadata the sender sent
 	roots     map[string]*rootVerdict     // include roots judged in this session
+	canWrite  bool                        // the store took writes when the first op came
 }
 
 // dirTouch is a directory whose entries a session changed.
@@ -433,6 +434,17 @@ func (r *receiver) touchDir(g *config.GroupView, path string) {
 }
 
 func (r *receiver) op(op *proto.Op) error {
+	if !r.dry && !r.canWrite {
+		// A change this node cannot record would be applied unrecorded,
+		// and its actions would never run: take none.
+		if err := r.o.Store.Writable(); err != nil {
+			msg := fmt.Sprintf("%s takes no changes: %v", r.o.View.Name, err)
+			_ = r.c.Send(proto.Error{Message: msg})
+			_ = r.c.Flush()
+			return errors.New(msg)
+		}
+		r.canWrite = true
+	}
 	g, local, t, err := r.resolve(op.Group, op.Path)
 	if err != nil {
 		return r.refuse(op, proto.AckRefused, fmt.Sprintf("%s: %v", r.o.View.Name, err))

@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"ocf-csync/syncer/internal/mountns"
 	"ocf-csync/syncer/state"
 )
 
@@ -272,57 +273,18 @@ func TestUnreadableSubtree(t *testing.T) {
 	}
 }
 
-// mountNSEnv re-runs a test inside a private mount namespace (unshare -m),
-// so that it may mount tmpfs without touching the host.
-const mountNSEnv = "OCF_CSYNC_SCAN_MOUNTNS"
-
-func inMountNS(t *testing.T) bool {
-	t.Helper()
-	if os.Getenv(mountNSEnv) != "" {
-		return true
-	}
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("mount tests need root (CI=true: not skipped)")
-		}
-		t.Skip("mount tests need root to mount tmpfs in a private mount namespace")
-	}
-	cmd := exec.Command("unshare", "-m", "--propagation", "private", os.Args[0], "-test.run", "^"+t.Name()+"$", "-test.v")
-	cmd.Env = append(os.Environ(), mountNSEnv+"=1")
-	out, err := cmd.CombinedOutput()
-	t.Logf("in a private mount namespace:\n%s", out)
-	if err != nil {
-		t.Fatalf("%s: %v", t.Name(), err)
-	}
-	return false
-}
-
-func mount(t *testing.T, args ...string) {
-	t.Helper()
-	if out, err := exec.Command("mount", args...).CombinedOutput(); err != nil {
-		t.Fatalf("mount %q: %v: %s", args, err, out)
-	}
-}
-
-func umount(t *testing.T, path string) {
-	t.Helper()
-	if out, err := exec.Command("umount", path).CombinedOutput(); err != nil {
-		t.Fatalf("umount %s: %v: %s", path, err, out)
-	}
-}
-
 // Real mounts: a tmpfs data disk that goes away, a tmpfs with other
 // content mounted over the root, a bind mount of another directory, and a
 // nested mount below the root that goes away.
 func TestGuardMounts(t *testing.T) {
-	if !inMountNS(t) {
+	if !mountns.Enter(t) {
 		return
 	}
 	ctx := context.Background()
 	dir := t.TempDir()
 	root := filepath.Join(dir, "www")
 	must(t, os.Mkdir(root, 0o755))
-	mount(t, "-t", "tmpfs", "datadisk", root)
+	mountns.Mount(t, "-t", "tmpfs", "datadisk", root)
 	t.Cleanup(func() { // TempDir's RemoveAll needs the mounts gone
 		_ = exec.Command("umount", "-R", root).Run()
 		_ = exec.Command("umount", "-R", filepath.Join(dir, "data", "uploads")).Run()
@@ -341,7 +303,7 @@ func TestGuardMounts(t *testing.T) {
 	}
 
 	// The data disk is not mounted: the root is an empty directory.
-	umount(t, root)
+	mountns.Umount(t, root)
 	res, err := Check(ctx, fs, sel, nil, false, Options{})
 	must(t, err)
 	if len(res.Refused) != 1 || res.Refused[0].Kind != state.RefusedRootOtherFS || res.Deleted != 0 || len(fs.files) != before {
@@ -355,31 +317,31 @@ func TestGuardMounts(t *testing.T) {
 	}
 
 	// Another tmpfs with other content over the root.
-	mount(t, "-t", "tmpfs", "otherdisk", root)
+	mountns.Mount(t, "-t", "tmpfs", "otherdisk", root)
 	writeFile(t, root+"/intruder", "x")
 	res, err = Check(ctx, fs, sel, nil, false, Options{})
 	must(t, err)
 	if len(res.Refused) != 1 || res.Refused[0].Kind != state.RefusedRootOtherFS || res.New != 0 || len(fs.files) != before {
 		t.Fatalf("other tmpfs: %+v", res)
 	}
-	umount(t, root)
+	mountns.Umount(t, root)
 
 	// A bind mount of another directory of the same file system.
 	other := filepath.Join(dir, "other")
 	writeFile(t, other+"/x", "x")
-	mount(t, "--bind", other, root)
+	mountns.Mount(t, "--bind", other, root)
 	res, err = Check(ctx, fs, sel, nil, false, Options{})
 	must(t, err)
 	if len(res.Refused) != 1 || res.Refused[0].Kind != state.RefusedRootOtherFS || len(fs.files) != before {
 		t.Fatalf("bind mount: %+v", res)
 	}
-	umount(t, root)
+	mountns.Umount(t, root)
 
 	// A nested mount below a root on the plain file system goes away.
 	root2 := filepath.Join(dir, "data")
 	writeFile(t, root2+"/top", "t")
 	must(t, os.Mkdir(root2+"/uploads", 0o755))
-	mount(t, "-t", "tmpfs", "uploads", root2+"/uploads")
+	mountns.Mount(t, "-t", "tmpfs", "uploads", root2+"/uploads")
 	writeFile(t, root2+"/uploads/u1", "u")
 	writeFile(t, root2+"/uploads/u2", "u")
 	sel.roots = []string{root2}
@@ -391,7 +353,7 @@ func TestGuardMounts(t *testing.T) {
 		t.Fatalf("nested mount not recorded: %+v", fs2.roots)
 	}
 	before2 := len(fs2.files)
-	umount(t, root2+"/uploads")
+	mountns.Umount(t, root2+"/uploads")
 	must(t, os.Remove(root2+"/top")) // a deletion outside the mount goes through
 	for _, paths := range [][]string{nil, {root2 + "/uploads/u1"}} {
 		res, err = Check(ctx, fs2, sel, paths, true, Options{})
@@ -407,7 +369,7 @@ func TestGuardMounts(t *testing.T) {
 		t.Errorf("%d records, want %d (only top deleted)", len(fs2.files), before2-1)
 	}
 	// It comes back: nothing refused, nothing lost.
-	mount(t, "-t", "tmpfs", "uploads2", root2+"/uploads")
+	mountns.Mount(t, "-t", "tmpfs", "uploads2", root2+"/uploads")
 	writeFile(t, root2+"/uploads/u1", "u")
 	// A new tmpfs is another file system: accept-root is the way.
 	res, err = Check(ctx, fs2, sel, nil, false, Options{})

@@ -26,6 +26,9 @@ var (
 	ErrClosed = errors.New("state db is closed")
 	// ErrReadOnly: a write on a store opened with ReadOnly.
 	ErrReadOnly = errors.New("state db is open read-only")
+	// ErrNoSpace: the DB's file system has less than MinFree left, so
+	// nothing is written to it (see MinFree).
+	ErrNoSpace = errors.New("no space left for the state db")
 )
 
 // LockedError says who holds the state DB. errors.Is(err, ErrLocked) holds.

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	badger "github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/options"
 )
@@ -67,6 +69,8 @@ type Store struct {
 	dir      string
 	node     string
 	readOnly bool
+	lowSpace error // opened read-only because its file system was full
+	rw       bool  // the badger handle writes (its Close flushes through mmap)
 	log      *slog.Logger
 	lock     *dirLock
 	sentinel Sentinel
@@ -115,7 +119,7 @@ func Open(ctx context.Context, o Options) (_ *Store, err error) {
 	defer func() {
 		if err != nil {
 			if s.db != nil {
-				_ = closeBadger(s.db)
+				s.closeDB()
 			}
 			_ = lk.release()
 		}
@@ -127,17 +131,37 @@ func Open(ctx context.Context, o Options) (_ *Store, err error) {
 				"state db %q does not exist yet; it is created by the first sync or scan", dir)}
 		}
 	}
+	if !o.ReadOnly {
+		if err := s.spaceCheck(); err != nil {
+			// badger would flush and compact what its log holds at once,
+			// through mmap: on a full disk that kills the process. Read
+			// what there is; every write says why it cannot be done.
+			if _, merr := os.Stat(filepath.Join(dir, "MANIFEST")); merr != nil || o.AllowRebuild {
+				return nil, err
+			}
+			log.Error("state db file system is full: opened read-only", "err", err)
+			s.lowSpace, s.readOnly = err, true
+		}
+	}
+	if db := takeUnclosed(dir); db != nil {
+		if s.lowSpace != nil {
+			s.db, s.rw = db, true // still full: read through the handle kept open
+		} else {
+			_ = closeBadger(db) // room again: close it the normal way first
+		}
+	}
 	_, uerr := os.Stat(filepath.Join(dir, usedName))
 	aside, err := protectTables(dir, uerr == nil, o.AllowRebuild, log)
-	if err == nil {
-		s.db, err = openBadger(dir, o.ReadOnly, log)
+	if err == nil && s.db == nil {
+		s.db, err = openBadger(dir, s.readOnly, log)
+		s.rw = err == nil && !s.readOnly
 	}
 	if err == nil {
 		err = s.verify()
 	}
 	if errors.Is(err, ErrCorrupt) && o.AllowRebuild && !o.ReadOnly {
 		if s.db != nil {
-			_ = closeBadger(s.db)
+			s.closeDB()
 			s.db = nil
 		}
 		bad, merr := moveAside(dir) // kept for inspection, unlike orphans
@@ -146,6 +170,7 @@ func Open(ctx context.Context, o Options) (_ *Store, err error) {
 		}
 		log.Warn("state db was corrupt; damaged files moved aside for the rebuild", "moved_to", bad, "err", err)
 		s.db, err = openBadger(dir, false, log)
+		s.rw = err == nil
 	}
 	if err != nil {
 		return nil, err
@@ -153,11 +178,11 @@ func Open(ctx context.Context, o Options) (_ *Store, err error) {
 	if err := s.checkSentinel(o.AllowRebuild); err != nil {
 		return nil, err
 	}
-	if aside != "" {
+	if aside != "" && !s.readOnly {
 		// The DB is sound without them: badger would have deleted them.
 		_ = os.RemoveAll(aside)
 	}
-	if !o.ReadOnly {
+	if !s.readOnly {
 		s.gcStop = make(chan struct{})
 		s.gcDone = make(chan struct{})
 		go s.gcLoop()
@@ -320,6 +345,9 @@ func (s *Store) checkSentinel(allowRebuild bool) error {
 			"state db %q has lost its sentinel although it was used before (the DB was lost, damaged or emptied); "+
 				"nothing was changed; run `ocf-csync rebuild` to rebuild it from a scan", s.dir)}
 	}
+	if s.lowSpace != nil {
+		return s.lowSpace
+	}
 	if s.readOnly {
 		return &dbError{ErrNoDB, fmt.Sprintf(
 			"state db %q is not initialised yet; it is created by the first sync or scan", s.dir)}
@@ -399,7 +427,7 @@ func (s *Store) Close() error {
 			close(s.gcStop)
 			<-s.gcDone
 		}
-		if err := closeBadger(s.db); err != nil {
+		if err := s.closeDB(); err != nil {
 			s.closeErr = fmt.Errorf("close state db %q: %w", s.dir, err)
 		}
 		if err := s.lock.release(); err != nil && s.closeErr == nil {
@@ -407,6 +435,43 @@ func (s *Store) Close() error {
 		}
 	})
 	return s.closeErr
+}
+
+// closeDB closes the badger handle, unless it writes and the file system is
+// full: closing flushes the memtable through mmap, which is a SIGBUS on a
+// full disk. What was committed is in badger's log already. The handle is
+// kept for the next Open of the directory in this process (a daemon opens
+// the store every cycle), which closes it once there is room again; a new
+// process replays the log, as after a crash.
+func (s *Store) closeDB() error {
+	if s.rw {
+		if err := s.spaceCheck(); err != nil {
+			s.log.Error("state db file system is full: not flushing it now", "err", err)
+			keepUnclosed(s.dir, s.db)
+			return nil
+		}
+	}
+	return closeBadger(s.db)
+}
+
+// unclosed holds the badger handles closeDB kept open, by directory.
+var unclosed = struct {
+	sync.Mutex
+	m map[string]*badger.DB
+}{m: map[string]*badger.DB{}}
+
+func keepUnclosed(dir string, db *badger.DB) {
+	unclosed.Lock()
+	defer unclosed.Unlock()
+	unclosed.m[dir] = db
+}
+
+func takeUnclosed(dir string) *badger.DB {
+	unclosed.Lock()
+	defer unclosed.Unlock()
+	db := unclosed.m[dir]
+	delete(unclosed.m, dir)
+	return db
 }
 
 // Sync makes all committed writes durable.
@@ -449,10 +514,45 @@ func (s *Store) writable() error {
 	if s.closed.Load() {
 		return ErrClosed
 	}
+	if s.lowSpace != nil {
+		return s.lowSpace
+	}
 	if s.readOnly {
 		return &dbError{ErrReadOnly, fmt.Sprintf("state db %q is open read-only", s.dir)}
 	}
-	return nil
+	return s.spaceCheck()
+}
+
+// Writable says why nothing can be written to the store now (closed,
+// read-only, or its file system is full), or nil. A receiver asks before it
+// applies anything: a change it cannot record would be applied unrecorded,
+// and its actions would never run.
+func (s *Store) Writable() error { return s.writable() }
+
+// MinFree is the free space the state DB's file system must keep before
+// anything is written to the DB. badger writes its log and tables through
+// mmap'd sparse files, and on a full file system such a write is a SIGBUS
+// that kills the process, not an error. Two memtable logs (8 MiB each), an
+// L0 table and an L0→L1 compaction fit in it. A variable for tests.
+var MinFree uint64 = 32 << 20
+
+// spaceCheck fails when the DB's file system has less than MinFree left
+// (what root may use: root writes into the reserved blocks).
+func (s *Store) spaceCheck() error {
+	var st unix.Statfs_t
+	if err := unix.Statfs(s.dir, &st); err != nil {
+		return nil // cannot tell: badger reports real failures
+	}
+	free := st.Bavail * uint64(st.Bsize)
+	if os.Geteuid() == 0 {
+		free = st.Bfree * uint64(st.Bsize)
+	}
+	if free >= MinFree {
+		return nil
+	}
+	return &dbError{ErrNoSpace, fmt.Sprintf(
+		"state db %q: its file system is full (%d KiB free, %d MiB needed to write it safely); nothing was written to it; "+
+			"free space there, then retry", s.dir, free>>10, MinFree>>20)}
 }
 
 func (s *Store) gcLoop() {
@@ -479,6 +579,9 @@ func (s *Store) runGC() {
 		}
 	}()
 	s.gcRuns.Add(1)
+	if s.spaceCheck() != nil {
+		return // GC writes a new value log first
+	}
 	for i := 0; i < 100; i++ { // bounded: a run must not hold off Close for long
 		select {
 		case <-s.gcStop:
