@@ -10,7 +10,6 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"ocf-csync/syncer/engine"
-	"ocf-csync/syncer/scan"
 	"ocf-csync/syncer/state"
 )
 
@@ -141,7 +140,7 @@ func checktxt(r *state.FileRecord) string {
 func rebuildCommand(env Env) *cli.Command {
 	return &cli.Command{
 		Name:  "rebuild",
-		Usage: "rebuild a lost or corrupt state database from a scan (never marks anything dirty or deleted)",
+		Usage: "rebuild a lost or corrupt state database from a scan (marks every entry pending, nothing deleted)",
 		Action: func(c *cli.Context) error {
 			ctx := c.Context
 			l, err := loadConfig(ctx, c)
@@ -153,24 +152,18 @@ func rebuildCommand(env Env) *cli.Command {
 				return err
 			}
 			defer st.Close()
-			if err := st.Reset(); err != nil {
-				return fmt.Errorf("reset state db %q: %w", st.Dir(), err)
-			}
-			res, err := scan.Check(ctx, st, l.view, nil, true, scan.Options{Ignore: l.cfg.Ignore, Init: true, Logger: logger(ctx)})
+			n, err := engine.Rebuild(ctx, st, l.view, l.cfg.Ignore, logger(ctx))
 			if err != nil {
-				return err
-			}
-			if err := st.Sync(); err != nil {
 				return err
 			}
 			if c.Bool("json") {
 				return writeJSON(env.Stdout, struct {
 					StateDir string `json:"state_dir"`
 					Recorded int    `json:"recorded"`
-				}{st.Dir(), res.Scanned})
+				}{st.Dir(), n})
 			}
-			fmt.Fprintf(env.Stdout, "rebuilt %s: %d entries recorded; nothing was marked dirty or deleted.\n", st.Dir(), res.Scanned)
-			fmt.Fprintln(env.Stdout, "The agreed versions with peers are unknown now: the next sync treats every difference as a conflict to review.")
+			fmt.Fprintf(env.Stdout, "rebuilt %s: %d entries recorded and marked pending; nothing was marked deleted.\n", st.Dir(), n)
+			fmt.Fprintln(env.Stdout, "The next sync offers every entry to the peers: each keeps its own later changes and takes ours where it still has what we last agreed on.")
 			return nil
 		},
 	}

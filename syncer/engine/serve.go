@@ -330,6 +330,13 @@ func (r *receiver) matchesBase(op *proto.Op, g *config.GroupView, local string, 
 	return false
 }
 
+// agreedBefore reports whether rec is the version this node last agreed on
+// with the sender for path.
+func (r *receiver) agreedBefore(path string, rec *state.FileRecord) bool {
+	b, ok, err := r.o.Store.GetBase(r.sender, path)
+	return err == nil && ok && b.Kind != state.KindNone && b.SameContent(rec)
+}
+
 func (r *receiver) queueAck(a proto.Ack, bytes int64) error {
 	r.acks = append(r.acks, a)
 	r.ackBytes += bytes
@@ -511,6 +518,16 @@ func (r *receiver) op(op *proto.Op) error {
 			return r.queueAck(proto.Ack{Seq: op.Seq, Status: proto.AckRetry, Message: "content differs: send it whole"}, 0)
 		}
 		return r.conflict(op, g, local, &cur, exists)
+	}
+	if !op.HasBase && !op.Forced && r.agreedBefore(local, &newRec) {
+		// The sender lost its record of what we agreed (a rebuilt or new
+		// state db) and offers that very version again: our copy is a
+		// later change of this node's, not a conflict. Keep it; the
+		// sender records the version as agreed.
+		if err := r.drain(op); err != nil {
+			return err
+		}
+		return r.queueAck(proto.Ack{Seq: op.Seq, Status: proto.AckSame}, 0)
 	}
 	if !op.Forced && !r.matchesBase(op, g, local, &cur, exists) {
 		return r.conflict(op, g, local, &cur, exists)
