@@ -294,6 +294,13 @@ func (t *Target) CleanTemps(dir string) (int, error) {
 // temp file (only safe when no other writer can be active in dir). ctime is
 // used because WriteFile sets the temp's mtime to the sender's.
 func (t *Target) CleanTempsOlder(dir string, minAge time.Duration) (int, error) {
+	return t.CleanTempsBefore(dir, time.Now().Add(-minAge))
+}
+
+// CleanTempsBefore removes our temp files in dir (not recursive) whose ctime
+// is before cutoff: with cutoff the time this process took the state db,
+// the leftovers of an earlier process, whatever their age.
+func (t *Target) CleanTempsBefore(dir string, cutoff time.Time) (int, error) {
 	if dir != "/" {
 		if err := validate(dir); err != nil {
 			return 0, err
@@ -308,7 +315,6 @@ func (t *Target) CleanTempsOlder(dir string, minAge time.Duration) (int, error) 
 	if err != nil {
 		return 0, err
 	}
-	now := time.Now()
 	n := 0
 	var errs []error
 	for _, name := range names {
@@ -319,7 +325,7 @@ func (t *Target) CleanTempsOlder(dir string, minAge time.Duration) (int, error) 
 		if err := unix.Fstatat(d.fd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 			continue
 		}
-		if st.Mode&unix.S_IFMT == unix.S_IFDIR || now.Sub(time.Unix(st.Ctim.Unix())) < minAge {
+		if st.Mode&unix.S_IFMT == unix.S_IFDIR || !time.Unix(st.Ctim.Unix()).Before(cutoff) {
 			continue
 		}
 		if err := unix.Unlinkat(d.fd, name, 0); err != nil && err != unix.ENOENT {

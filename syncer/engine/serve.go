@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -79,6 +80,8 @@ type receiver struct {
 	dirWant   map[string]state.FileRecord // directory metadata the sender sent
 	roots     map[string]*rootVerdict     // include roots judged in this session
 	canWrite  bool                        // the store took writes when the first op came
+	unclean   bool                        // an earlier owner of the db died (state.Unclean)
+	batches   int                         // EndBatch requests answered
 }
 
 // dirTouch is a directory whose entries a session changed.
@@ -169,6 +172,10 @@ func Serve(ctx context.Context, o ServeOptions) (err error) {
 		}
 	}
 	if !r.dry {
+		if _, ok, uerr := r.o.Store.Unclean(); uerr == nil && ok {
+			r.unclean = true
+			r.cleanLeftovers()
+		}
 		r.batch = r.o.Store.NewBatch()
 		// Actions a crashed run left behind run with this session's.
 		if err := r.o.Store.Actions(func(a state.QueuedAction) error {
@@ -194,7 +201,57 @@ func Serve(ctx context.Context, o ServeOptions) (err error) {
 		runQueued(r.o.Store, r.log, o.View.Name, r.queued)
 		r.queued = nil
 	}
+	if err == nil && r.unclean && r.batches > 0 {
+		// The sender's retry found what the dead owner applied.
+		if cerr := r.o.Store.ClearUnclean(); cerr != nil {
+			r.log.Warn("clear the unclean-end record", "error", cerr)
+		}
+	}
 	return err
+}
+
+// cleanLeftovers removes the temp files an earlier owner of the state db
+// left when it died mid-write (kill -9, power loss): below every include
+// root of the groups the sender proved, and in the tempdir. Only files from
+// before this process took the db go: any later one is a write in progress.
+func (r *receiver) cleanLeftovers() {
+	cutoff := r.o.Store.OwnedSince()
+	n := 0
+	for _, g := range r.groups {
+		t := r.target(g)
+		dirs := g.Roots()
+		if r.o.Config.Tempdir != "" {
+			dirs = append(dirs, r.o.Config.Tempdir)
+		}
+		for _, root := range dirs {
+			_ = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+				if err != nil || !d.IsDir() {
+					return nil
+				}
+				k, cerr := t.CleanTempsBefore(p, cutoff)
+				n += k
+				if cerr != nil {
+					r.log.Warn("remove leftover temp files", "dir", p, "error", cerr)
+				}
+				return nil
+			})
+		}
+	}
+	if n > 0 {
+		r.log.Warn("removed temp files left by an earlier run that did not end cleanly", "count", n)
+	}
+}
+
+// unrecorded reports whether this node holds cur at path without having
+// recorded it: after an owner of the db died, a copy equal to what the
+// sender sends again may be one that owner applied but never recorded, and
+// its actions never ran.
+func (r *receiver) unrecorded(path string, cur *state.FileRecord) bool {
+	if !r.unclean || cur.Kind == state.KindDir {
+		return false
+	}
+	rec, ok, err := r.o.Store.GetFile(path)
+	return err == nil && (!ok || !rec.SameContent(cur))
 }
 
 func (r *receiver) loop(ctx context.Context) error {
@@ -510,7 +567,7 @@ func (r *receiver) op(op *proto.Op) error {
 			}
 			status = proto.AckOK
 		}
-		return r.done(op, g, local, &cur, status, false, 0)
+		return r.done(op, g, local, &cur, status, r.unrecorded(local, &cur), 0)
 	}
 	if op.Kind == proto.OpMeta {
 		// The sender thinks we hold its content; we do not.
@@ -766,6 +823,7 @@ func (r *receiver) endBatch(m *proto.EndBatch) error {
 	if !r.dry {
 		r.restoreDirTimes()
 	}
+	r.batches++
 	done := proto.BatchDone{Seq: m.Seq}
 	if !r.dry && len(r.queued) > 0 {
 		ran, failures := runQueued(r.o.Store, r.log, r.o.View.Name, r.queued)

@@ -21,6 +21,7 @@ const (
 	pfxEpoch    = 'e' // epoch, 8 bytes big endian
 	pfxHandoff  = 'h' // h node -> JSON
 	pfxBlocked  = 'g' // g peer -> JSON: the failover guard blocks pushes to peer
+	pfxUnclean  = 'u' // JSON: an owner ended without closing the DB (see Unclean)
 )
 
 // checkPath accepts absolute, clean paths without NUL. It works on bytes,

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -33,7 +34,11 @@ type holder struct {
 // dirLock is an flock on <Dir>/ocf-csync.lock. The kernel drops it when the
 // process dies, so a stale file never blocks anyone.
 type dirLock struct {
-	f *os.File
+	f     *os.File
+	since time.Time
+	// dead is what the previous owner wrote, when it ended without
+	// releasing the lock (killed, crashed, power lost): release empties it.
+	dead *holder
 }
 
 // acquireLock takes the lock, retrying until timeout or ctx ends. The file is
@@ -70,14 +75,20 @@ func acquireLock(ctx context.Context, dir, node string, timeout time.Duration) (
 		case <-t.C:
 		}
 	}
-	h := holder{PID: os.Getpid(), Cmdline: selfCmdline(), Node: node, Since: time.Now()}
+	lk := &dirLock{f: f, since: time.Now()}
+	if prev, err := io.ReadAll(io.NewSectionReader(f, 0, 64<<10)); err == nil && len(bytes.TrimSpace(prev)) > 0 {
+		var h holder
+		_ = json.Unmarshal(bytes.TrimSpace(prev), &h)
+		lk.dead = &h
+	}
+	h := holder{PID: os.Getpid(), Cmdline: selfCmdline(), Node: node, Since: lk.since}
 	data, _ := json.Marshal(h)
 	data = append(data, '\n')
 	// The file is ours now; a failed write only costs the waiter's message.
 	if err := f.Truncate(0); err == nil {
 		_, _ = f.WriteAt(data, 0)
 	}
-	return &dirLock{f: f}, nil
+	return lk, nil
 }
 
 func (l *dirLock) release() error {

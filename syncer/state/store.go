@@ -178,6 +178,11 @@ func Open(ctx context.Context, o Options) (_ *Store, err error) {
 	if err := s.checkSentinel(o.AllowRebuild); err != nil {
 		return nil, err
 	}
+	if lk.dead != nil && !s.readOnly {
+		if err := s.markUnclean(*lk.dead); err != nil {
+			return nil, err
+		}
+	}
 	if aside != "" && !s.readOnly {
 		// The DB is sound without them: badger would have deleted them.
 		_ = os.RemoveAll(aside)
@@ -407,6 +412,41 @@ func syncDir(dir string) error {
 	}
 	return err
 }
+
+// Unclean is the record of an owner of the DB that ended without closing
+// it (kill -9, a crash, a power loss): what it wrote may be on disk without
+// being recorded, and its temp files may be left. It stays until the
+// caller that sorted this out calls ClearUnclean.
+type Unclean struct {
+	PID     int       `json:"pid"`
+	Cmdline string    `json:"cmdline"`
+	Since   time.Time `json:"since"`    // when that owner took the DB
+	FoundAt time.Time `json:"found_at"` // when a later owner found it gone
+}
+
+func (s *Store) markUnclean(h holder) error {
+	u := Unclean{PID: h.PID, Cmdline: h.Cmdline, Since: h.Since, FoundAt: s.lock.since}
+	if _, ok, err := s.Unclean(); err != nil || ok {
+		return err // the first one not sorted out yet stays
+	}
+	s.log.Warn("the previous owner of the state db ended without closing it", "pid", h.PID, "cmdline", h.Cmdline)
+	return s.putJSON([]byte{pfxUnclean}, u, true)
+}
+
+// Unclean reports the earliest owner since the last ClearUnclean that ended
+// without closing the DB.
+func (s *Store) Unclean() (Unclean, bool, error) {
+	var u Unclean
+	ok, err := s.getJSON([]byte{pfxUnclean}, &u)
+	return u, ok, err
+}
+
+// ClearUnclean drops the Unclean record.
+func (s *Store) ClearUnclean() error { return s.del([]byte{pfxUnclean}, true) }
+
+// OwnedSince is when this Store took the DB: a file another process of
+// ours left is older than this.
+func (s *Store) OwnedSince() time.Time { return s.lock.since }
 
 // Dir is the absolute DB directory.
 func (s *Store) Dir() string { return s.dir }
