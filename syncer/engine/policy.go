@@ -2,10 +2,15 @@ package engine
 
 import (
 	"fmt"
+	"time"
 
 	"ocf-csync/syncer/config"
 	"ocf-csync/syncer/state"
 )
+
+// futureSkew is how far past this node's clock an mtime may lie before
+// auto younger/older stops trusting it.
+const futureSkew = 5 * time.Minute
 
 // Winner is the side an automatic conflict resolution picks.
 type Winner int
@@ -39,7 +44,8 @@ type Side struct {
 //   - first: the pushing side wins;
 //   - left/right: the host listed first/last of the two wins;
 //   - younger/older/bigger/smaller: compare mtime/size; a local deletion
-//     never wins; a peer deletion loses; equal values resolve nothing;
+//     never wins; a peer deletion loses; equal values resolve nothing, and
+//     neither does an mtime more than futureSkew ahead of this node's clock;
 //   - none (the default): nothing is resolved.
 //
 // The reason says why, for the log and the conflict record.
@@ -71,6 +77,19 @@ func Decide(g *config.GroupView, peer string, local, remote Side) (Winner, strin
 		var l, r int64
 		if method == "younger" || method == "older" {
 			l, r = local.Rec.MtimeNs, remote.Rec.MtimeNs
+			// A time in the future is a wrong clock (on that node or where
+			// the file came from), and it would win every later conflict
+			// under younger: leave it to a human.
+			limit := time.Now().Add(futureSkew).UnixNano()
+			for _, v := range []struct {
+				node string
+				ns   int64
+			}{{self, l}, {peer, r}} {
+				if v.ns > limit {
+					return Unresolved, fmt.Sprintf("auto %s: the version on %s has an mtime in the future (%s), a wrong clock there or on the file's origin; not resolved automatically",
+						method, v.node, time.Unix(0, v.ns).UTC().Format(time.RFC3339))
+				}
+			}
 		} else {
 			l, r = local.Rec.Size, remote.Rec.Size
 		}

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"ocf-csync/syncer/apply"
 	"ocf-csync/syncer/config"
 	"ocf-csync/syncer/state"
 )
@@ -85,7 +86,8 @@ func TestDecide(t *testing.T) {
 	nodes, _ := setupCfg(t, []string{"a", "b", "c"}, `group g { host a b (c); key KEY; include %data%; }
 `)
 	g := nodes["a"].view.Groups[0]
-	old, young := int64(1e18), int64(2e18)
+	now := time.Now().UnixNano()
+	old, young, future := now-int64(2*time.Hour), now-int64(time.Hour), now+int64(5*time.Hour)
 	file := func(mtime, size int64) Side {
 		return Side{Exists: true, Rec: state.FileRecord{Kind: state.KindReg, MtimeNs: mtime, Size: size}}
 	}
@@ -108,6 +110,11 @@ func TestDecide(t *testing.T) {
 		{"younger", "b", file(old, 1), file(old, 5), Unresolved}, // equal mtimes
 		{"younger", "b", gone, file(old, 1), Unresolved},         // a deletion never wins
 		{"younger", "b", file(old, 1), gone, LocalWins},          // …not even the peer's
+		// A clock hours ahead (here or there) resolves nothing by time.
+		{"younger", "b", file(future, 1), file(young, 1), Unresolved},
+		{"younger", "b", file(young, 1), file(future, 1), Unresolved},
+		{"older", "b", file(old, 1), file(future, 1), Unresolved},
+		{"bigger", "b", file(future, 9), file(young, 1), LocalWins}, // size is no clock
 		{"older", "b", file(old, 1), file(young, 1), LocalWins},
 		{"older", "b", file(young, 1), file(old, 1), PeerWins},
 		{"older", "b", gone, file(young, 1), Unresolved},
@@ -509,5 +516,51 @@ func TestSlavePushRefused(t *testing.T) {
 		if n, err := b.st.DirtyCount(peer); err != nil || n != 0 {
 			t.Errorf("slave still has %d entries pending for %s after the master overwrote f (%v)", n, peer, err)
 		}
+	}
+}
+
+// Clock skew under auto younger: an mtime hours in the future (a clock
+// ahead) resolves nothing, so neither edit is lost; a clock behind loses by
+// time as csync2's younger says, and its version is kept as a backup.
+func TestClockSkewYounger(t *testing.T) {
+	nodes, dir := setupCfg(t, []string{"a", "b"}, `group g {
+  host a b; key KEY; include %data%; auto younger;
+  backup-directory DIR/backup; backup-generations 2;
+}
+`)
+	a, b := nodes["a"], nodes["b"]
+	now := time.Now()
+	writeAt(t, filepath.Join(a.root, "ahead"), "v1", now.Add(-time.Hour))
+	writeAt(t, filepath.Join(a.root, "behind"), "v1", now.Add(-time.Hour))
+	if err := a.sync(t, nodes, Options{}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	// b's clock is 5 hours ahead: its edit of "ahead" carries that time.
+	writeAt(t, filepath.Join(b.root, "ahead"), "b's edit", now.Add(5*time.Hour))
+	writeAt(t, filepath.Join(a.root, "ahead"), "a's edit", now)
+	// b's clock is 5 hours behind for "behind".
+	writeAt(t, filepath.Join(b.root, "behind"), "b's edit", now.Add(-5*time.Hour))
+	writeAt(t, filepath.Join(a.root, "behind"), "a's edit", now)
+	res := a.sync(t, nodes, Options{})
+	pr := res.Peers[0]
+	if pr.Conflicts != 1 || pr.AutoResolved != 1 {
+		t.Errorf("conflicts %d (want 1: ahead), auto-resolved %d (want 1: behind)", pr.Conflicts, pr.AutoResolved)
+	}
+	if got := read(t, filepath.Join(b.root, "ahead")); got != "b's edit" {
+		t.Errorf("b's edit with a future mtime was replaced: %q", got)
+	}
+	if got := read(t, filepath.Join(a.root, "ahead")); got != "a's edit" {
+		t.Errorf("a's edit: %q", got)
+	}
+	var reason string
+	_ = a.st.Conflicts(func(c state.Conflict) error { reason = c.Reason; return nil })
+	if !strings.Contains(reason, "in the future") {
+		t.Errorf("conflict reason %q does not say why it was not resolved", reason)
+	}
+	if got := read(t, filepath.Join(b.root, "behind")); got != "a's edit" {
+		t.Errorf("behind on b: %q, want a's edit (younger by the clocks)", got)
+	}
+	if got := read(t, apply.BackupPath(filepath.Join(dir, "backup"), filepath.Join(b.root, "behind"), 1)); got != "b's edit" {
+		t.Errorf("b's losing edit is not in its backup: %q", got)
 	}
 }
