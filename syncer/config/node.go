@@ -118,6 +118,7 @@ func (v *NodeView) compile(text string, pos Pos, gv *GroupView) (cpattern, *Erro
 		cp.flags = 0
 	}
 	if !strings.HasPrefix(text, "%") {
+		cp.text = cleanPattern(cp.text)
 		return cp, nil
 	}
 	name, rest := splitPrefix(text)
@@ -136,7 +137,18 @@ func (v *NodeView) compile(text string, pos Pos, gv *GroupView) (cpattern, *Erro
 	if p == "/" && strings.HasPrefix(rest, "/") {
 		cp.text = rest
 	}
+	cp.text = cleanPattern(cp.text)
 	return cp, nil
+}
+
+// cleanPattern cleans an absolute path pattern as the paths it is matched
+// against are cleaned: "include /srv//www;" (a typo, or "$DIR/www" with
+// DIR ending in '/') matched nothing, so nothing below it was synced.
+func cleanPattern(text string) string {
+	if !strings.HasPrefix(text, "/") {
+		return text
+	}
+	return path.Clean(text)
 }
 
 // splitPrefix splits "%name%rest"; without a closing '%' all of it is the name.

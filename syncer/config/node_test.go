@@ -349,3 +349,31 @@ func BenchmarkNodeMatch(b *testing.B) {
 		v.Match(paths[i%len(paths)], false)
 	}
 }
+
+// An include written with a doubled or dotted slash ("$DIR/www" with DIR
+// ending in '/') covers the directory it names: it used to match nothing,
+// so nothing below it was synced while its root was still walked.
+func TestUncleanPatterns(t *testing.T) {
+	c := mustParse(t, `
+prefix p { on *: /data/; }
+group g { host a b; key k; include /srv//www /etc/./app/ %p%//web; exclude /srv//www//cache; }
+`)
+	v := nodeOf(t, c, "a")
+	for _, tt := range []struct {
+		path string
+		want bool
+	}{
+		{"/srv/www/index.html", true},
+		{"/srv/www/cache/x", false},
+		{"/etc/app/conf", true},
+		{"/data/web/f", true},
+		{"/srv/wwwx", false},
+	} {
+		if got, _ := v.Match(tt.path, false); got != tt.want {
+			t.Errorf("Match(%s) = %v, want %v", tt.path, got, tt.want)
+		}
+	}
+	if got, want := v.Roots(), []string{"/data/web", "/etc/app", "/srv/www"}; !slices.Equal(got, want) {
+		t.Errorf("Roots = %v, want %v", got, want)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"runtime"
 	"sort"
@@ -145,6 +146,13 @@ func Check[B Batch](ctx context.Context, st Store[B], sel Selector, paths []stri
 	}
 	if err := s.guard.checkAll(roots); err != nil {
 		return Result{}, err
+	}
+	if full {
+		for _, r := range roots {
+			if err := symlinkRoot(r); err != nil {
+				s.fail(err)
+			}
+		}
 	}
 	var sweeps []string
 	for _, p := range starts {
@@ -365,6 +373,26 @@ func (s *scanner[B]) result() Result {
 	}
 	s.emu.Unlock()
 	return r
+}
+
+// symlinkRoot says, for an include root that is a symbolic link to a
+// directory (/srv/www -> /data/www), that only the link is synced: the
+// admin almost always meant the files.
+func symlinkRoot(root string) error {
+	fi, err := os.Lstat(root)
+	if err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		return nil
+	}
+	if st, err := os.Stat(root); err != nil || !st.IsDir() {
+		return nil
+	}
+	target, _ := os.Readlink(root)
+	real, err := filepath.EvalSymlinks(root)
+	if err != nil {
+		real = target
+	}
+	return fmt.Errorf("include root %s is a symbolic link (to %s): like csync2, ocf-csync syncs the link itself and never follows it, "+
+		"so nothing below it is synced; to sync the files, include %s instead", root, target, real)
 }
 
 // fail records a per-path problem; the scan goes on.

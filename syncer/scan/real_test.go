@@ -527,3 +527,23 @@ func (nullBatch) DeleteFile(string)                           {}
 func (nullBatch) MarkDirty(string, string, state.DirtyRecord) {}
 func (nullBatch) Commit() error                               { return nil }
 func (nullBatch) Cancel()                                     {}
+
+// An include root that is a symbolic link to a directory (/srv/www ->
+// /data/www) syncs as the link, as in csync2; every full scan says that the
+// files behind it are not synced and what to include instead.
+func TestRealSymlinkRoot(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir+"/data/www/index.html", "hi")
+	must(t, os.Symlink(dir+"/data/www", dir+"/www"))
+	st := openStore(t, t.TempDir())
+	sel := &fakeSel{roots: []string{dir + "/www"}, peers: []string{"p1"}}
+	res, err := Check(context.Background(), st, sel, nil, true, Options{})
+	must(t, err)
+	if res.New != 1 {
+		t.Errorf("recorded %d entries, want the link alone", res.New)
+	}
+	if len(res.Errors) != 1 || !strings.Contains(res.Errors[0].Error(), "is a symbolic link") ||
+		!strings.Contains(res.Errors[0].Error(), "include "+dir+"/data/www instead") {
+		t.Errorf("problems %v, want one naming the link and its target", res.Errors)
+	}
+}
