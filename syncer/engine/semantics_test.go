@@ -564,3 +564,62 @@ func TestClockSkewYounger(t *testing.T) {
 		t.Errorf("b's losing edit is not in its backup: %q", got)
 	}
 }
+
+// Two configs (two state dbs) include the same directory, as when
+// /etc/ocf-csync.cfg and a csync2_NAME.cfg overlap: each pushes what its own
+// db sees as changed, and the other finds it already there. Nothing
+// conflicts, nothing is deleted twice or resurrected, a peer's own edit
+// stays.
+func TestTwoConfigsSamePath(t *testing.T) {
+	nodes, dir := setupCfg(t, []string{"a", "b"}, "group g {\n  host a b; key KEY; include %data%;\n}\n")
+	a, b := nodes["a"], nodes["b"]
+	second := map[string]*node{}
+	for _, n := range []*node{a, b} {
+		st, err := state.Open(context.Background(), state.Options{Dir: filepath.Join(dir, n.name, "state2"), Node: n.name})
+		must(t, err)
+		t.Cleanup(func() { st.Close() })
+		second[n.name] = &node{name: n.name, view: n.view, cfg: n.cfg, st: st, root: n.root}
+	}
+	a2 := second["a"]
+	both := func(step string) {
+		t.Helper()
+		for i, set := range []map[string]*node{nodes, second} {
+			res := set["a"].sync(t, set, Options{})
+			if err := res.Err(); err != nil {
+				t.Errorf("%s, config %d: %v", step, i+1, err)
+			}
+		}
+	}
+	for i := range 10 {
+		write(t, filepath.Join(a.root, fmt.Sprintf("f%d", i)), "v1")
+	}
+	both("first sync")
+	write(t, filepath.Join(a.root, "f1"), "v2")
+	must(t, os.Remove(filepath.Join(a.root, "f2")))
+	write(t, filepath.Join(b.root, "f3"), "b's edit")
+	both("edit, delete")
+	// The other order.
+	write(t, filepath.Join(a.root, "f4"), "v2")
+	res := a2.sync(t, second, Options{})
+	if err := res.Err(); err != nil {
+		t.Errorf("config 2 first: %v", err)
+	}
+	res = a.sync(t, nodes, Options{})
+	if err := res.Err(); err != nil {
+		t.Errorf("then config 1: %v", err)
+	}
+	for _, n := range []*node{a, b, a2, second["b"]} {
+		if c := conflictCount(t, n.st); c != 0 {
+			t.Errorf("%s recorded %d conflicts", n.name, c)
+		}
+	}
+	want := map[string]string{"f0": "v1", "f1": "v2", "f3": "b's edit", "f4": "v2"}
+	for f, v := range want {
+		if got := readOrGone(filepath.Join(b.root, f)); got != v {
+			t.Errorf("b's %s = %q, want %q", f, got, v)
+		}
+	}
+	if exists(filepath.Join(b.root, "f2")) {
+		t.Error("f2 came back on b")
+	}
+}
