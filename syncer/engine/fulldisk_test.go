@@ -358,7 +358,7 @@ func TestFullStateDiskReceiver(t *testing.T) {
 	res := a.sync(t, nodes, Options{})
 	err := res.Err()
 	t.Logf("sync error: %v", err)
-	if err == nil || !strings.Contains(err.Error(), "peer b") || !strings.Contains(err.Error(), "file system is full") {
+	if err == nil || !strings.Contains(err.Error(), "peer b") || !strings.Contains(err.Error(), "file system is too full") {
 		t.Fatalf("sync to a receiver with a full state disk: %v", err)
 	}
 	if got := read(t, filepath.Join(b.root, "f")); got != "v1" || exists(filepath.Join(b.root, "g")) {
@@ -378,5 +378,85 @@ func TestFullStateDiskReceiver(t *testing.T) {
 	}
 	if got := read(t, filepath.Join(b.root, "f")); got != "v2" {
 		t.Errorf("f on b: %q", got)
+	}
+}
+
+// The usual layout: the receiver's data and its state db share one file
+// system, and the batch fills it. Files stop being applied before the state
+// db has no room to record them (its reserve, state.MinFree, stays for
+// that); what was applied is recorded and its actions run; the rest stays
+// pending and goes once there is room; deletions still go through.
+func TestFullSharedDisk(t *testing.T) {
+	if !mountns.Enter(t) {
+		return
+	}
+	nodes, dir := setupCfg(t, []string{"a", "b"}, `group g {
+  host a b; key KEY; include %data%;
+  action { exec "for f in %%; do echo $f; done >> DIR/actions.log"; }
+}
+`)
+	a, b := nodes["a"], nodes["b"]
+	// b's data and state db on one 48 MiB disk.
+	must(t, b.st.Close())
+	mountns.Tmpfs(t, filepath.Join(dir, "b"), "48M")
+	must(t, os.Mkdir(b.root, 0o755))
+	reopenOn(t, b, filepath.Join(dir, "b", "state"))
+	write(t, filepath.Join(a.root, "old"), "old")
+	for i := range 4 {
+		randomFile(t, filepath.Join(a.root, fmt.Sprintf("gone%d", i)), 1<<20)
+	}
+	if err := a.sync(t, nodes, Options{}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	must(t, os.Remove(filepath.Join(dir, "actions.log")))
+	const n = 24
+	for i := range n {
+		randomFile(t, filepath.Join(a.root, fmt.Sprintf("f%02d", i)), 1<<20)
+	}
+	must(t, os.Remove(filepath.Join(a.root, "gone0")))
+	res := a.sync(t, nodes, Options{})
+	err := res.Err()
+	t.Logf("sync error: %v", err)
+	if err == nil || !strings.Contains(err.Error(), "peer b") || !strings.Contains(err.Error(), "full") {
+		t.Fatalf("a sync that filled b's disk: %v", err)
+	}
+	applied := 0
+	for i := range n {
+		if exists(filepath.Join(b.root, fmt.Sprintf("f%02d", i))) {
+			applied++
+		}
+	}
+	pr := res.Peers[0]
+	t.Logf("%d of %d files applied; updated %d, failed %d, deleted %d", applied, n, pr.Updated, pr.Failed, pr.Deleted)
+	if applied == 0 || applied == n {
+		t.Fatalf("the disk did not fill mid-batch: %d of %d applied", applied, n)
+	}
+	if exists(filepath.Join(b.root, "gone0")) || pr.Deleted != 1 {
+		t.Error("the deletion did not go through on the full disk")
+	}
+	if left := tempsBelow(t, b.root); len(left) > 0 {
+		t.Errorf("temp files left on b: %q", left)
+	}
+	// What was applied is recorded on both sides, and its actions ran.
+	ran := read(t, filepath.Join(dir, "actions.log"))
+	for i := range n {
+		p := filepath.Join(b.root, fmt.Sprintf("f%02d", i))
+		_, recorded, _ := b.st.GetFile(p)
+		_, based, _ := a.st.GetBase("b", filepath.Join(a.root, fmt.Sprintf("f%02d", i)))
+		if on := exists(p); on != recorded || on != based || on != strings.Contains(ran, p+"\n") {
+			t.Errorf("f%02d: on b %v, recorded on b %v, base on a %v, action ran %v", i, on, recorded, based, strings.Contains(ran, p+"\n"))
+		}
+	}
+	// Room again: the rest goes.
+	mountns.Resize(t, filepath.Join(dir, "b"), "128M")
+	if err := a.sync(t, nodes, Options{}).Err(); err != nil {
+		t.Fatalf("after freeing space: %v", err)
+	}
+	ran = read(t, filepath.Join(dir, "actions.log"))
+	for i := range n {
+		p := filepath.Join(b.root, fmt.Sprintf("f%02d", i))
+		if read(t, p) != read(t, filepath.Join(a.root, fmt.Sprintf("f%02d", i))) || !strings.Contains(ran, p+"\n") {
+			t.Errorf("f%02d not synced with its action after freeing space", i)
+		}
 	}
 }

@@ -195,6 +195,12 @@ func Serve(ctx context.Context, o ServeOptions) (err error) {
 			err = cerr
 		}
 	}
+	var perr *proto.Error
+	if err != nil && !errors.As(err, &perr) {
+		// Tell the sender why, or it only sees the connection close.
+		_ = r.c.Send(proto.Error{Message: fmt.Sprintf("%s: %v", o.View.Name, err)})
+		_ = r.c.Flush()
+	}
 	// The files changed whatever ended the session: their actions run now
 	// (csync2 runs them at the end of the process, too).
 	if len(r.queued) > 0 {
@@ -387,6 +393,15 @@ func (r *receiver) matchesBase(op *proto.Op, g *config.GroupView, local string, 
 	return false
 }
 
+// addsData reports whether an op can take space on the receiver's disks.
+func addsData(k proto.OpKind) bool {
+	switch k {
+	case proto.OpDelete, proto.OpMeta, proto.OpDirMeta:
+		return false
+	}
+	return true
+}
+
 // agreedBefore reports whether rec is the version this node last agreed on
 // with the sender for path.
 func (r *receiver) agreedBefore(path string, rec *state.FileRecord) bool {
@@ -512,6 +527,12 @@ func (r *receiver) op(op *proto.Op) error {
 	g, local, t, err := r.resolve(op.Group, op.Path)
 	if err != nil {
 		return r.refuse(op, proto.AckRefused, fmt.Sprintf("%s: %v", r.o.View.Name, err))
+	}
+	if !r.dry && addsData(op.Kind) {
+		// Stop while the state db can still record what was applied.
+		if err := r.o.Store.Room(); err != nil {
+			return r.refuse(op, proto.AckError, fmt.Sprintf("%s: not applied: %v", r.o.View.Name, err))
+		}
 	}
 	if msg := r.checkRoot(g, local); msg != "" {
 		// Logged once per root by checkRoot, not once per file.

@@ -24,7 +24,7 @@ func lowSpace(t *testing.T) func() {
 func TestFullStateDisk(t *testing.T) {
 	ctx := context.Background()
 	isNoSpace := func(err error) bool {
-		return errors.Is(err, ErrNoSpace) && strings.Contains(err.Error(), "file system is full") &&
+		return errors.Is(err, ErrNoSpace) && strings.Contains(err.Error(), "file system is too full") &&
 			strings.Contains(err.Error(), "free space there")
 	}
 	t.Run("at open", func(t *testing.T) {

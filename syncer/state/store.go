@@ -132,14 +132,14 @@ func Open(ctx context.Context, o Options) (_ *Store, err error) {
 		}
 	}
 	if !o.ReadOnly {
-		if err := s.spaceCheck(); err != nil {
+		if err := s.spaceCheck(MinFree / 4); err != nil {
 			// badger would flush and compact what its log holds at once,
 			// through mmap: on a full disk that kills the process. Read
 			// what there is; every write says why it cannot be done.
 			if _, merr := os.Stat(filepath.Join(dir, "MANIFEST")); merr != nil || o.AllowRebuild {
 				return nil, err
 			}
-			log.Error("state db file system is full: opened read-only", "err", err)
+			log.Error("state db file system is too full: opened read-only", "err", err)
 			s.lowSpace, s.readOnly = err, true
 		}
 	}
@@ -485,8 +485,8 @@ func (s *Store) Close() error {
 // process replays the log, as after a crash.
 func (s *Store) closeDB() error {
 	if s.rw {
-		if err := s.spaceCheck(); err != nil {
-			s.log.Error("state db file system is full: not flushing it now", "err", err)
+		if err := s.spaceCheck(MinFree / 4); err != nil {
+			s.log.Error("state db file system is too full: not flushing it now", "err", err)
 			keepUnclosed(s.dir, s.db)
 			return nil
 		}
@@ -560,25 +560,37 @@ func (s *Store) writable() error {
 	if s.readOnly {
 		return &dbError{ErrReadOnly, fmt.Sprintf("state db %q is open read-only", s.dir)}
 	}
-	return s.spaceCheck()
+	return s.spaceCheck(MinFree / 4)
 }
 
 // Writable says why nothing can be written to the store now (closed,
-// read-only, or its file system is full), or nil. A receiver asks before it
+// read-only, or its file system is too full), or nil. A receiver asks before it
 // applies anything: a change it cannot record would be applied unrecorded,
 // and its actions would never run.
 func (s *Store) Writable() error { return s.writable() }
 
-// MinFree is the free space the state DB's file system must keep before
-// anything is written to the DB. badger writes its log and tables through
-// mmap'd sparse files, and on a full file system such a write is a SIGBUS
-// that kills the process, not an error. Two memtable logs (8 MiB each), an
-// L0 table and an L0→L1 compaction fit in it. A variable for tests.
+// Room says why no new work should start that adds to the disk the store
+// is on (its file system has less than MinFree), or nil: a receiver stops
+// applying files there while it can still record what it applied.
+func (s *Store) Room() error {
+	if err := s.writable(); err != nil {
+		return err
+	}
+	return s.spaceCheck(MinFree)
+}
+
+// MinFree is the free space the state DB's file system must keep for new
+// work; a quarter of it is the reserve for recording work in progress,
+// below which nothing at all is written. badger writes its log and tables
+// through mmap'd sparse files, and on a full file system such a write is a
+// SIGBUS that kills the process, not an error: two memtable logs (8 MiB
+// each), an L0 table and an L0→L1 compaction fit in MinFree. A variable
+// for tests.
 var MinFree uint64 = 32 << 20
 
-// spaceCheck fails when the DB's file system has less than MinFree left
-// (what root may use: root writes into the reserved blocks).
-func (s *Store) spaceCheck() error {
+// spaceCheck fails when the DB's file system has less than min left (what
+// root may use: root writes into the reserved blocks).
+func (s *Store) spaceCheck(min uint64) error {
 	var st unix.Statfs_t
 	if err := unix.Statfs(s.dir, &st); err != nil {
 		return nil // cannot tell: badger reports real failures
@@ -587,12 +599,12 @@ func (s *Store) spaceCheck() error {
 	if os.Geteuid() == 0 {
 		free = st.Bfree * uint64(st.Bsize)
 	}
-	if free >= MinFree {
+	if free >= min {
 		return nil
 	}
 	return &dbError{ErrNoSpace, fmt.Sprintf(
-		"state db %q: its file system is full (%d KiB free, %d MiB needed to write it safely); nothing was written to it; "+
-			"free space there, then retry", s.dir, free>>10, MinFree>>20)}
+		"state db %q: its file system is too full (%d KiB free; %d MiB are kept free so that the state db can be written safely); "+
+			"free space there, then retry", s.dir, free>>10, min>>20)}
 }
 
 func (s *Store) gcLoop() {
@@ -619,7 +631,7 @@ func (s *Store) runGC() {
 		}
 	}()
 	s.gcRuns.Add(1)
-	if s.spaceCheck() != nil {
+	if s.spaceCheck(MinFree) != nil {
 		return // GC writes a new value log first
 	}
 	for i := 0; i < 100; i++ { // bounded: a run must not hold off Close for long
