@@ -121,8 +121,12 @@ func (g *rootGuard) checkRoot(path string) (*state.Refusal, error) {
 			if g.allow {
 				return nil, nil
 			}
-			return g.refuse(state.Refusal{Kind: state.RefusedRootMissing, Path: path, Override: OverrideMassDelete,
-				Reason: "the include root is gone but entries are tracked below it (a data disk that did not mount?); nothing below it is deleted on the peers"}), nil
+			why := "the include root is gone but entries are tracked below it (a data disk that did not mount?); nothing below it is deleted on the peers"
+			if f, ok, _ := g.st.GetFile(path); ok && f.Kind != state.KindDir {
+				// An include of one file: "below it" would puzzle.
+				why = "the included file is gone (deleted, or the disk holding it did not mount?); its deletion is not pushed to the peers"
+			}
+			return g.refuse(state.Refusal{Kind: state.RefusedRootMissing, Path: path, Override: OverrideMassDelete, Reason: why}), nil
 		}
 		return g.refuse(state.Refusal{Kind: state.RefusedRootUnreadable, Path: path,
 			Reason: fmt.Sprintf("the include root cannot be examined (%v); its tracked entries are kept and nothing below it is pushed", ierr)}), nil

@@ -378,3 +378,26 @@ func TestGuardMounts(t *testing.T) {
 		t.Fatalf("a new tmpfs at the mount point: %+v", res)
 	}
 }
+
+// An include of one file whose file is gone is refused like a root, with a
+// reason that speaks of the file, not of "entries below it".
+func TestGuardFileRoot(t *testing.T) {
+	dir := t.TempDir()
+	f := filepath.Join(dir, "app.conf")
+	writeFile(t, f, "x")
+	fs := newFakeStore()
+	sel := &fakeSel{roots: []string{f}, peers: []string{"p"}}
+	_, err := Check(context.Background(), fs, sel, nil, false, Options{})
+	must(t, err)
+	must(t, os.Remove(f))
+	res, err := Check(context.Background(), fs, sel, nil, false, Options{})
+	must(t, err)
+	if len(res.Refused) != 1 || !strings.Contains(res.Refused[0].Reason, "the included file is gone") || res.Deleted != 0 {
+		t.Fatalf("refusals %+v, deleted %d", res.Refused, res.Deleted)
+	}
+	res, err = Check(context.Background(), fs, sel, nil, false, Options{AllowMassDelete: true})
+	must(t, err)
+	if len(res.Refused) != 0 || res.Deleted != 1 {
+		t.Errorf("allowed: %+v", res)
+	}
+}
