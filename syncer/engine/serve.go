@@ -172,9 +172,14 @@ func Serve(ctx context.Context, o ServeOptions) (err error) {
 		}
 	}
 	if !r.dry {
-		if _, ok, uerr := r.o.Store.Unclean(); uerr == nil && ok {
+		if u, ok, uerr := r.o.Store.Unclean(); uerr == nil && ok {
 			r.unclean = true
-			r.cleanLeftovers()
+			if !u.TempsRemoved && r.cleanLeftovers() {
+				u.TempsRemoved = true
+				if perr := r.o.Store.PutUnclean(u); perr != nil {
+					r.log.Warn("note the leftover temp files removed", "error", perr)
+				}
+			}
 		}
 		r.batch = r.o.Store.NewBatch()
 		// Actions a crashed run left behind run with this session's.
@@ -220,7 +225,9 @@ func Serve(ctx context.Context, o ServeOptions) (err error) {
 // left when it died mid-write (kill -9, power loss): below every include
 // root of the groups the sender proved, and in the tempdir. Only files from
 // before this process took the db go: any later one is a write in progress.
-func (r *receiver) cleanLeftovers() {
+// It reports whether it looked below every root of this node (the sender
+// proved every group).
+func (r *receiver) cleanLeftovers() bool {
 	cutoff := r.o.Store.OwnedSince()
 	n := 0
 	for _, g := range r.groups {
@@ -246,6 +253,7 @@ func (r *receiver) cleanLeftovers() {
 	if n > 0 {
 		r.log.Warn("removed temp files left by an earlier run that did not end cleanly", "count", n)
 	}
+	return len(r.groups) == len(r.o.View.Groups)
 }
 
 // unrecorded reports whether this node holds cur at path without having

@@ -422,7 +422,12 @@ type Unclean struct {
 	Cmdline string    `json:"cmdline"`
 	Since   time.Time `json:"since"`    // when that owner took the DB
 	FoundAt time.Time `json:"found_at"` // when a later owner found it gone
+	// TempsRemoved: its temp files were cleaned up (by a later serve).
+	TempsRemoved bool `json:"temps_removed,omitempty"`
 }
+
+// PutUnclean replaces the Unclean record (to note what was sorted out).
+func (s *Store) PutUnclean(u Unclean) error { return s.putJSON([]byte{pfxUnclean}, u, true) }
 
 func (s *Store) markUnclean(h holder) error {
 	u := Unclean{PID: h.PID, Cmdline: h.Cmdline, Since: h.Since, FoundAt: s.lock.since}
