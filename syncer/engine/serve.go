@@ -223,8 +223,9 @@ func Serve(ctx context.Context, o ServeOptions) (err error) {
 
 // cleanLeftovers removes the temp files an earlier owner of the state db
 // left when it died mid-write (kill -9, power loss): below every include
-// root of the groups the sender proved, and in the tempdir. Only files from
-// before this process took the db go: any later one is a write in progress.
+// root of the groups the sender proved, their backup directories, and in
+// the tempdir. Only files from before this process took the db go: any
+// later one is a write in progress.
 // It reports whether it looked below every root of this node (the sender
 // proved every group).
 func (r *receiver) cleanLeftovers() bool {
@@ -233,8 +234,10 @@ func (r *receiver) cleanLeftovers() bool {
 	for _, g := range r.groups {
 		t := r.target(g)
 		dirs := g.Roots()
-		if r.o.Config.Tempdir != "" {
-			dirs = append(dirs, r.o.Config.Tempdir)
+		for _, d := range []string{r.o.Config.Tempdir, g.BackupDir} {
+			if d != "" {
+				dirs = append(dirs, d) // a backup is staged under a temp name too
+			}
 		}
 		for _, root := range dirs {
 			_ = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
