@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"strings"
 	"syscall"
 	"time"
@@ -358,6 +359,10 @@ func serveCommand(env Env) *cli.Command {
 			if err != nil {
 				return err
 			}
+			// A sender that goes away leaves stdout a broken pipe; Go kills a
+			// process writing to a broken fd 1 with SIGPIPE, and serve would
+			// end like kill -9 (nothing recorded, actions not run).
+			signal.Ignore(syscall.SIGPIPE)
 			in, out, restore := pollableStdio(env.Stdin, env.Stdout)
 			defer restore()
 			// The state lock is taken only once the sender authenticated.
