@@ -2,6 +2,7 @@ package tests
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -111,6 +112,7 @@ func TestInitAndPushConfig(t *testing.T) {
 	if r.code == 0 || !strings.Contains(r.stderr, "--fingerprint node3="+e.c.HostKeyFingerprint(3)) {
 		t.Errorf("init without confirmed fingerprints did not refuse and list them:\n%s", r)
 	}
+	t.Logf("init without fingerprints (exit %d):\n%s%s", r.code, r.stdout, r.stderr)
 	for p, v := range snapshot(n1, append(made, stateDirIn)...) {
 		if v != "<none>" {
 			t.Errorf("a refused init wrote %s on node1", p)
@@ -163,6 +165,17 @@ func TestInitAndPushConfig(t *testing.T) {
 	if r.code != 0 || !strings.Contains(r.stdout, "nothing to do") {
 		t.Errorf("second init:\n%s", r)
 	}
+	t.Logf("second init:\n%s", r.stdout)
+	r = e.csync(n1, append([]string{"--json"}, args...)...)
+	var ij struct {
+		Changed        bool
+		Steps          []any
+		AuthorizedKeys []struct{ Line string } `json:"authorized_keys"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &ij); err != nil || r.code != 0 || ij.Changed || len(ij.Steps) != 0 ||
+		len(ij.AuthorizedKeys) != 1 || !strings.HasPrefix(ij.AuthorizedKeys[0].Line, wantLine+" ") {
+		t.Errorf("init --json on a set-up cluster: %+v %v\n%s", ij, err, r)
+	}
 	if after := snapshot(n1, made...); fmt.Sprint(after) != fmt.Sprint(before) {
 		t.Errorf("the second init changed files on node1")
 	}
@@ -193,6 +206,7 @@ func TestInitAndPushConfig(t *testing.T) {
 	if r = e.csync(n1, "push-config", "--admin-identity", adminKey); r.code != 0 || strings.Count(r.stdout, "up to date") != 2 {
 		t.Errorf("second push-config did not find both peers up to date:\n%s", r)
 	}
+	t.Logf("second push-config:\n%s", r.stdout)
 
 	// The first sync, through the pinned key.
 	e.writeFile(n1, dataDir+"/hello.txt", "hello, new cluster\n", 0o644)
@@ -212,6 +226,7 @@ func TestInitAndPushConfig(t *testing.T) {
 	e.writeFile(n2, cfgPath, edited, 0o644)
 	e.writeFile(n1, cfgPath, string(readIn(t, n1, cfgPath))+"# new line from node1\n", 0o644)
 	r = e.csync(n1, "push-config", "--admin-identity", adminKey)
+	t.Logf("push-config over node2's edit (exit %d):\n%s%s", r.code, r.stdout, r.stderr)
 	if r.code == 0 || !strings.Contains(r.stdout, "REFUSED") || !strings.Contains(r.stdout, "-# local note on node2") || !strings.Contains(r.stdout, "+# new line from node1") {
 		t.Errorf("push-config over a peer's edit was not refused with a diff:\n%s", r)
 	}

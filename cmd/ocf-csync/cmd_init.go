@@ -52,12 +52,27 @@ func initCommand(env Env) *cli.Command {
 				}
 				fps[strings.ToLower(host)] = fp
 			}
-			return setup.Init(ctx, setup.InitOptions{
+			asJSON := c.Bool("json")
+			o := setup.InitOptions{
 				Config: l.cfg, ConfigPath: l.path, Node: l.view.Name, StateDir: stateDir(c, l.path),
 				Fingerprints: fps, AcceptNew: c.Bool("accept-new"), Confirm: confirmer(env),
 				Install: c.Bool("install"), Admin: adminOf(c), AuthorizedKeys: c.String("authorized-keys"),
 				Out: env.Stdout, Log: logger(ctx),
-			})
+			}
+			if asJSON {
+				o.Out, o.Confirm = nil, nil // no prompt in the middle of a JSON document
+			}
+			rep, err := setup.Init(ctx, o)
+			if !asJSON {
+				return err
+			}
+			if werr := writeJSON(env.Stdout, struct {
+				setup.InitReport
+				Error *errorJSON `json:"error"`
+			}{rep, errorObject(err)}); werr != nil {
+				return werr
+			}
+			return reported(err)
 		},
 	}
 }

@@ -22,10 +22,25 @@ func pushConfigCommand(env Env) *cli.Command {
 			if err != nil {
 				return err
 			}
-			return setup.PushConfig(ctx, setup.PushOptions{
+			asJSON := c.Bool("json")
+			o := setup.PushOptions{
 				Config: l.cfg, ConfigPath: l.path, Node: l.view.Name, StateDir: stateDir(c, l.path),
 				Peers: c.Args().Slice(), Force: c.Bool("force"), Admin: adminOf(c), Out: env.Stdout, Log: logger(ctx),
-			})
+			}
+			if asJSON {
+				o.Out = nil
+			}
+			rep, err := setup.PushConfig(ctx, o)
+			if !asJSON {
+				return err
+			}
+			if werr := writeJSON(env.Stdout, struct {
+				setup.PushReport
+				Error *errorJSON `json:"error"`
+			}{rep, errorObject(err)}); werr != nil {
+				return werr
+			}
+			return reported(err)
 		},
 	}
 }

@@ -56,7 +56,7 @@ type hostKey struct {
 // known_hosts entries (confirmed fingerprints only), and with Install the
 // authorized_keys line on every node. Everything that can be refused is
 // checked before anything is written: a wrong fingerprint writes nothing.
-func Init(ctx context.Context, o InitOptions) error {
+func Init(ctx context.Context, o InitOptions) (rep InitReport, err error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
@@ -65,36 +65,40 @@ func Init(ctx context.Context, o InitOptions) error {
 	}
 	cfg := o.Config
 	w := &reporter{out: o.Out}
+	defer func() {
+		rep.Changed, rep.Steps = w.n > 0, orEmpty(w.steps)
+		rep.AuthorizedKeys = orEmpty(rep.AuthorizedKeys)
+	}()
 
 	// Phase 1: check everything; write nothing.
 	hosts := hostList(cfg)
 	for name := range o.Fingerprints {
 		if !containsHost(hosts, name) {
-			return fmt.Errorf("--fingerprint names %s, which is no host of the config (hosts: %s)", name, hostNames(hosts))
+			return rep, fmt.Errorf("--fingerprint names %s, which is no host of the config (hosts: %s)", name, hostNames(hosts))
 		}
 	}
 	from, err := addresses(ctx, cfg)
 	if err != nil {
-		return err
+		return rep, err
 	}
 	keys, err := checkHostKeys(ctx, o, hosts)
 	if err != nil {
-		return fmt.Errorf("%w\nnothing was written", err)
+		return rep, fmt.Errorf("%w\nnothing was written", err)
 	}
 	if _, err := os.Stat(cfg.SSH.Identity); err == nil {
 		if _, _, err := identityPublic(cfg.SSH.Identity); err != nil {
-			return err
+			return rep, err
 		}
 	}
 
 	// Phase 2: local files, never overwriting.
 	if made, err := mkdirPrivate(o.StateDir); err != nil {
-		return err
+		return rep, err
 	} else if made {
-		w.did("created state directory %s", o.StateDir)
+		w.did(Step{Action: "created_state_dir", Path: o.StateDir}, "created state directory %s", o.StateDir)
 	}
 	if err := ensureIdentity(cfg, w); err != nil {
-		return err
+		return rep, err
 	}
 	seen := map[string]bool{}
 	for _, g := range cfg.Groups {
@@ -106,27 +110,28 @@ func Init(ctx context.Context, o InitOptions) error {
 			continue
 		}
 		if _, err := mkdirPrivate(filepath.Dir(g.Key)); err != nil {
-			return err
+			return rep, err
 		}
 		if err := WriteGroupKey(g.Key); err != nil {
-			return err
+			return rep, err
 		}
-		w.did("created key %s of group %s (0600)", g.Key, g.Name)
+		w.did(Step{Action: "created_group_key", Path: g.Key, Detail: "group " + g.Name}, "created key %s of group %s (0600)", g.Key, g.Name)
 	}
 	for _, k := range keys {
 		if k.known {
 			continue
 		}
 		if err := transport.AppendKnownHost(cfg.SSH.KnownHosts, k.host.Addr, cfg.SSH.Port, k.key); err != nil {
-			return err
+			return rep, err
 		}
-		w.did("recorded host key of %s (%s): %s %s (%s)", k.host.Name, k.host.Addr, k.key.Type(), ssh.FingerprintSHA256(k.key), k.how)
+		w.did(Step{Action: "recorded_host_key", Host: k.host.Name, Path: cfg.SSH.KnownHosts,
+			Detail: fmt.Sprintf("%s %s (%s)", k.key.Type(), ssh.FingerprintSHA256(k.key), k.how)}, "recorded host key of %s (%s): %s %s (%s)", k.host.Name, k.host.Addr, k.key.Type(), ssh.FingerprintSHA256(k.key), k.how)
 	}
 
 	// Phase 3: the authorized_keys lines.
 	pub, pubLine, err := identityPublic(cfg.SSH.Identity)
 	if err != nil {
-		return err
+		return rep, err
 	}
 	lines := map[bool]string{
 		false: AuthorizedKeysLine(cfg, o.ConfigPath, false, from, pubLine),
@@ -140,19 +145,22 @@ func Init(ctx context.Context, o InitOptions) error {
 			case err != nil:
 				errs = append(errs, err)
 			case changed:
-				w.did("installed the authorized_keys line on %s (%s)", h.Name, where)
+				w.did(Step{Action: "installed_authorized_keys", Host: h.Name, Path: where}, "installed the authorized_keys line on %s (%s)", h.Name, where)
 			}
 		}
 		if len(errs) > 0 {
-			return errors.Join(errs...)
+			return rep, errors.Join(errs...)
 		}
 	}
 	w.line("")
-	w.line("authorized_keys line for the ocf-csync nodes (%s):", hostNames(filterHosts(hosts, cfg, false)))
-	w.line("  %s", lines[false])
-	if sftp := filterHosts(hosts, cfg, true); len(sftp) > 0 {
-		w.line("authorized_keys line for the SFTP targets (%s):", hostNames(sftp))
-		w.line("  %s", lines[true])
+	for _, sftp := range []bool{false, true} {
+		hs := filterHosts(hosts, cfg, sftp)
+		if len(hs) == 0 {
+			continue
+		}
+		rep.AuthorizedKeys = append(rep.AuthorizedKeys, AuthorizedKeys{Hosts: strings.Fields(hostNames(hs)), Line: lines[sftp]})
+		w.line("authorized_keys line for the %s (%s):", map[bool]string{false: "ocf-csync nodes", true: "SFTP targets"}[sftp], hostNames(hs))
+		w.line("  %s", lines[sftp])
 	}
 	if !o.Install {
 		w.line("install them on every node (in ~%s/%s), or run again with --install", userOf(o, cfg), DefaultAuthorizedKeys)
@@ -162,7 +170,7 @@ func Init(ctx context.Context, o InitOptions) error {
 	} else {
 		w.line("next: ocf-csync push-config, then ocf-csync sync")
 	}
-	return nil
+	return rep, nil
 }
 
 func userOf(o InitOptions, cfg *config.Config) string {
@@ -290,7 +298,7 @@ func ensureIdentity(cfg *config.Config, w *reporter) error {
 		return err
 	}
 	k, _, _, _, _ := ssh.ParseAuthorizedKey([]byte(pub))
-	w.did("created the cluster's SSH identity %s (ed25519 %s, 0600)", file, ssh.FingerprintSHA256(k))
+	w.did(Step{Action: "created_identity", Path: file, Detail: "ed25519 " + ssh.FingerprintSHA256(k)}, "created the cluster's SSH identity %s (ed25519 %s, 0600)", file, ssh.FingerprintSHA256(k))
 	return nil
 }
 
@@ -342,14 +350,45 @@ func installLine(ctx context.Context, o InitOptions, h config.Host, line string,
 	return true, p, s.WriteFileAtomic(p, out, a)
 }
 
-// reporter prints what was done and counts it.
-type reporter struct {
-	out io.Writer
-	n   int
+// InitReport is what init did (init --json).
+type InitReport struct {
+	Changed        bool             `json:"changed"`
+	Steps          []Step           `json:"steps"`
+	AuthorizedKeys []AuthorizedKeys `json:"authorized_keys"`
 }
 
-func (r *reporter) did(format string, args ...any) {
+// AuthorizedKeys is the line the hosts need.
+type AuthorizedKeys struct {
+	Hosts []string `json:"hosts"`
+	Line  string   `json:"line"`
+}
+
+// Step is one change init made.
+type Step struct {
+	Action string `json:"action"` // created_state_dir, created_identity, created_group_key, recorded_host_key, installed_authorized_keys
+	Host   string `json:"host,omitempty"`
+	Path   string `json:"path,omitempty"`
+	Detail string `json:"detail,omitempty"`
+}
+
+// orEmpty makes a nil slice encode as [].
+func orEmpty[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
+
+// reporter prints what was done (when out is set) and keeps it.
+type reporter struct {
+	out   io.Writer
+	n     int
+	steps []Step
+}
+
+func (r *reporter) did(st Step, format string, args ...any) {
 	r.n++
+	r.steps = append(r.steps, st)
 	r.line(format, args...)
 }
 

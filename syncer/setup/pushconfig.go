@@ -58,34 +58,52 @@ type pushItem struct {
 // and known_hosts to each peer over SFTP: atomically (posix-rename), with
 // the local owner and mode. A peer's file that differs from what this node
 // last pushed there is not overwritten unless Force.
-func PushConfig(ctx context.Context, o PushOptions) error {
+func PushConfig(ctx context.Context, o PushOptions) (rep PushReport, err error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
 	cfg := o.Config
+	rep.Files = []PushedFile{}
 	peers, err := pushPeers(cfg, o.Node, o.Peers)
 	if err != nil {
-		return err
+		return rep, err
 	}
 	rec, err := loadPushed(o.StateDir)
 	if err != nil {
-		return err
+		return rep, err
 	}
 	var errs []error
 	for _, h := range peers {
 		items, err := pushItems(cfg, h.Name)
 		if err != nil {
-			return err
+			return rep, err
 		}
-		if err := pushPeer(ctx, o, h, items, rec); err != nil {
+		if err := pushPeer(ctx, o, h, items, rec, &rep); err != nil {
 			errs = append(errs, err)
 		}
 		// Record what reached each peer, even when a later one fails.
 		if err := savePushed(o.StateDir, rec); err != nil {
-			return err
+			return rep, err
 		}
 	}
-	return errors.Join(errs...)
+	return rep, errors.Join(errs...)
+}
+
+// PushReport is what push-config did (push-config --json).
+type PushReport struct {
+	Changed bool         `json:"changed"`
+	Files   []PushedFile `json:"files"`
+}
+
+// PushedFile is one file on one peer.
+type PushedFile struct {
+	Host   string `json:"host"`
+	Path   string `json:"path"`
+	Status string `json:"status"` // created, updated, metadata, up_to_date, refused
+	Mode   string `json:"mode"`   // octal, as pushed
+	UID    uint32 `json:"uid"`
+	GID    uint32 `json:"gid"`
+	Diff   string `json:"diff,omitempty"` // diff -u of a changed or refused config file
 }
 
 // pushPeers are the named peers, or every other node that runs ocf-csync.
@@ -172,7 +190,7 @@ func contains(ss []string, s string) bool {
 	return false
 }
 
-func pushPeer(ctx context.Context, o PushOptions, h config.Host, items []pushItem, rec map[string]map[string]string) error {
+func pushPeer(ctx context.Context, o PushOptions, h config.Host, items []pushItem, rec map[string]map[string]string, rep *PushReport) error {
 	w := &reporter{out: o.Out}
 	s, err := dialAdmin(ctx, o.Config, o.Admin, h, o.Log.With("peer", h.Name))
 	if err != nil {
@@ -199,6 +217,7 @@ func pushPeer(ctx context.Context, o PushOptions, h config.Host, items []pushIte
 			}
 		}
 		uid, gid := ownerOf(it.fi)
+		pf := PushedFile{Host: h.Name, Path: it.path, Status: "up_to_date", Mode: fmt.Sprintf("%04o", it.fi.Mode().Perm()), UID: uid, GID: gid}
 		a := transport.Attrs{SetOwner: true, UID: uid, GID: gid, SetMode: true, Mode: it.fi.Mode() & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky)}
 		sameMeta := st.Exists && st.UID == uid && st.GID == gid && st.Mode&fs.ModePerm == it.fi.Mode().Perm()
 		if st.Exists && hashHex(old) == sum {
@@ -207,8 +226,11 @@ func pushPeer(ctx context.Context, o PushOptions, h config.Host, items []pushIte
 				if err := s.SetAttrs(it.path, a); err != nil {
 					return err
 				}
-				w.did("%s: %s: owner and mode set (%04o %d:%d)", h.Name, it.path, a.Mode.Perm(), uid, gid)
+				w.did(Step{}, "%s: %s: owner and mode set (%04o %d:%d)", h.Name, it.path, a.Mode.Perm(), uid, gid)
+				pf.Status = "metadata"
+				rep.Changed = true
 			}
+			rep.Files = append(rep.Files, pf)
 			continue
 		}
 		last, pushedBefore := rec[h.Name][it.path]
@@ -219,8 +241,10 @@ func pushPeer(ctx context.Context, o PushOptions, h config.Host, items []pushIte
 			}
 			w.line("%s: %s: REFUSED: %s (changed on %s?); run with --force to overwrite it", h.Name, it.path, why, h.Name)
 			if it.isConf {
-				printDiff(w, h.Name, it.path, old, it.data)
+				pf.Diff = printDiff(w, h.Name, it.path, old, it.data)
 			}
+			pf.Status = "refused"
+			rep.Files = append(rep.Files, pf)
 			refused = append(refused, it.path)
 			continue
 		}
@@ -235,10 +259,13 @@ func pushPeer(ctx context.Context, o PushOptions, h config.Host, items []pushIte
 		if st.Exists {
 			verb = "updated"
 		}
-		w.did("%s: %s: %s (%04o %d:%d)", h.Name, it.path, verb, a.Mode.Perm(), uid, gid)
+		w.did(Step{}, "%s: %s: %s (%04o %d:%d)", h.Name, it.path, verb, a.Mode.Perm(), uid, gid)
 		if it.isConf && st.Exists {
-			printDiff(w, h.Name, it.path, old, it.data)
+			pf.Diff = printDiff(w, h.Name, it.path, old, it.data)
 		}
+		pf.Status = verb
+		rep.Files = append(rep.Files, pf)
+		rep.Changed = true
 	}
 	if len(refused) > 0 {
 		return fmt.Errorf("%w: %s on %s: not overwritten (see above; --force overwrites)", ErrPeerEdited, strings.Join(refused, ", "), h.Name)
@@ -290,16 +317,17 @@ func hashHex(b []byte) string {
 	return hex.EncodeToString(s[:])
 }
 
-// printDiff shows how a peer's config changes (diff -u, as `ocf-csync diff`).
-func printDiff(w *reporter, peer, p string, old, cur []byte) {
+// printDiff shows how a peer's config changes (diff -u, as `ocf-csync
+// diff`) and returns the diff.
+func printDiff(w *reporter, peer, p string, old, cur []byte) string {
 	dir, err := os.MkdirTemp("", "ocf-csync-push-")
 	if err != nil {
-		return
+		return ""
 	}
 	defer os.RemoveAll(dir)
 	a, b := filepath.Join(dir, "peer"), filepath.Join(dir, "here")
 	if os.WriteFile(a, old, 0o600) != nil || os.WriteFile(b, cur, 0o600) != nil {
-		return
+		return ""
 	}
 	var out bytes.Buffer
 	cmd := exec.Command("diff", "-u", "--label", peer+":"+p, "--label", "this node:"+p, a, b)
@@ -308,6 +336,7 @@ func printDiff(w *reporter, peer, p string, old, cur []byte) {
 	for _, l := range strings.Split(strings.TrimRight(out.String(), "\n"), "\n") {
 		w.line("    %s", l)
 	}
+	return out.String()
 }
 
 func loadPushed(dir string) (map[string]map[string]string, error) {
