@@ -37,6 +37,9 @@ type hostileCase struct {
 	// this in-node file, so a receiver that let the path through would
 	// apply the op instead of reporting a conflict. "" means Forced.
 	BaseOf string
+	// Mode and UID, when set, are the new owner and mode of a directory op.
+	Mode uint32
+	UID  uint32
 	// Bogus gives a Base that matches nothing: used for host files, so even
 	// a receiver that let the path through writes nothing (a conflict).
 	Bogus bool
@@ -74,6 +77,15 @@ var hostileCases = []hostileCase{
 	{Name: "mkdir in a group where the sender is a slave", Group: "slave", Kind: proto.OpMkdir, Path: slaveDir + "/evil-dir", Want: proto.AckRefused},
 	{Name: "setuid file in a group whose key the sender did not prove", Group: "nokey", Kind: proto.OpFile, Path: nokeyDir + "/planted", Want: proto.AckRefused},
 	{Name: "delete in a group whose key the sender did not prove", Group: "nokey", Kind: proto.OpDelete, Path: nokeyDir + "/victim", BaseOf: nokeyDir + "/victim", Want: proto.AckRefused},
+
+	// #11 finding 2: directories above an include are never changed or
+	// removed; a missing one is created with safe defaults.
+	{Name: "chmod/chown the directory above an include (include etc/ha.d/x)", Group: "parents", Kind: proto.OpDirMeta, Path: parentsDir + "/etc", Mode: 0o777, UID: 4242, Want: proto.AckRefused},
+	{Name: "chmod the leading directory of an include", Group: "parents", Kind: proto.OpMkdir, Path: parentsDir + "/etc/ha.d", Mode: 0o777, Want: proto.AckRefused},
+	{Name: "rmdir an empty directory above an include", Group: "parents", Kind: proto.OpDelete, Path: parentsDir + "/gone", Want: proto.AckRefused},
+	{Name: "chmod a home directory through include home/*/public_html", Group: "parents", Kind: proto.OpDirMeta, Path: parentsDir + "/home/alice", Mode: 0o777, UID: 4242, Want: proto.AckRefused},
+	{Name: "control: the included file below etc/ha.d", Group: "parents", Kind: proto.OpFile, Path: parentsDir + "/etc/ha.d/x", Want: proto.AckOK},
+	{Name: "control: public_html of a home directory that does not exist yet", Group: "parents", Kind: proto.OpFile, Path: parentsDir + "/home/bob/public_html/index.html", Want: proto.AckOK},
 }
 
 // Include roots of the groups node1 must not reach from its proof of group
@@ -83,13 +95,19 @@ const (
 	otherDir   = hostileRun + "/other"
 	slaveDir   = hostileRun + "/slave"
 	nokeyDir   = hostileRun + "/nokey"
-	otherKey   = cluster.EtcDir + "/other.key"
+	parentsDir = hostileRun + "/p"
+	// impostorAddr is node3's address in group impostor: no node has it.
+	impostorDir  = hostileRun + "/imp"
+	impostorAddr = "192.0.2.3"
+	otherKey     = cluster.EtcDir + "/other.key"
 )
 
 // hostileConfig is the config both nodes read in the hostile tests: group
 // data as in every test, plus groups "other" (node1 is no host), "slave"
 // (node1 is a slave) and "nokey" (node1 is a host, but the hostile sender
-// proves only data).
+// proves only data and parents), "parents", whose includes lie deep below
+// directories a member must not change, and "impostor", where node1 poses
+// as node3.
 func (e *env) hostileConfig() string {
 	return e.configText() + fmt.Sprintf(`
 group other {
@@ -107,7 +125,19 @@ group nokey {
 	key %[1]s;
 	include %[5]s;
 }
-`, otherKey, otherDir, keyPath, slaveDir, nokeyDir)
+group impostor {
+	host node1 node2 node3@%[7]s;
+	key %[3]s;
+	include %[8]s;
+}
+group parents {
+	host node1 node2;
+	key %[3]s;
+	include %[6]s/etc/ha.d/x;
+	include %[6]s/gone/x;
+	include %[6]s/home/*/public_html;
+}
+`, otherKey, otherDir, keyPath, slaveDir, nokeyDir, parentsDir, impostorAddr, impostorDir)
 }
 
 // hostileReport is what the helper prints per case, one JSON line each.
@@ -160,8 +190,15 @@ var hostileLinks = map[string]string{
 
 // hostileSession connects to node2 like `ocf-csync sync` would
 // (transport.Dial, the remote command plus extra arguments) and, unless
-// noHandshake, runs the group handshake as node1 with the key of group data.
+// noHandshake, runs the group handshake as node1 with the key of groups data
+// and parents.
 func hostileSession(ctx context.Context, extra string, noHandshake bool) (*transport.Conn, *transport.Session, *proto.Conn, error) {
+	return hostileSessionAs(ctx, extra, noHandshake, "node1", groupName, "parents")
+}
+
+// hostileSessionAs is hostileSession with the claimed node name and the
+// groups offered (all keyed with the key of group data).
+func hostileSessionAs(ctx context.Context, extra string, noHandshake bool, claim string, groups ...string) (*transport.Conn, *transport.Session, *proto.Conn, error) {
 	cfg, err := config.Load(cfgPath)
 	if err != nil {
 		return nil, nil, nil, err
@@ -195,11 +232,84 @@ func hostileSession(ctx context.Context, extra string, noHandshake bool) (*trans
 		conn.Close()
 		return nil, nil, nil, err
 	}
-	if _, err := proto.ClientHandshake(c, "node1", map[string][]byte{groupName: key}, 0); err != nil {
+	keys := map[string][]byte{}
+	for _, g := range groups {
+		keys[g] = key
+	}
+	if _, err := proto.ClientHandshake(c, claim, keys, 0); err != nil {
+		sess.Stdin.Close()
+		sess.Wait()
 		conn.Close()
-		return nil, nil, nil, fmt.Errorf("handshake: %w (remote stderr: %s)", err, sess.Stderr())
+		return nil, nil, nil, &handshakeError{err: err, stderr: sess.Stderr()}
 	}
 	return conn, sess, c, nil
+}
+
+// handshakeError is a refused handshake with what the remote helper said.
+type handshakeError struct {
+	err    error
+	stderr string
+}
+
+func (e *handshakeError) Error() string {
+	return fmt.Sprintf("handshake: %v (remote stderr: %s)", e.err, e.stderr)
+}
+
+// impostorReport is what the impostor helper prints.
+type impostorReport struct {
+	Accepted bool   // the handshake as node3 succeeded
+	Refusal  string // the handshake error the sender got
+	Stderr   string // what the remote helper said
+}
+
+// hostileImpostor claims to be node3 (a host of group impostor, listed
+// with another address) and, if that is accepted, plants a file.
+func hostileImpostor(ctx context.Context) error {
+	var rep impostorReport
+	conn, sess, c, err := hostileSessionAs(ctx, "", false, "node3", "impostor")
+	var he *handshakeError
+	switch {
+	case errors.As(err, &he):
+		rep.Refusal, rep.Stderr = he.err.Error(), he.stderr
+	case err != nil:
+		return err
+	default:
+		rep.Accepted = true
+		defer conn.Close()
+		for _, m := range wholeFileMessages(1, "impostor", impostorDir+"/planted", "planted by node1 posing as node3\n") {
+			if err := c.Send(m); err != nil {
+				return err
+			}
+		}
+		if err := c.Send(proto.EndBatch{Seq: 2}); err != nil {
+			return err
+		}
+		c.Flush()
+		for {
+			m, err := c.Recv()
+			if err != nil {
+				return err
+			}
+			if _, ok := m.(*proto.BatchDone); ok {
+				break
+			}
+		}
+		if err := bye(c, sess); err != nil {
+			return err
+		}
+	}
+	return json.NewEncoder(os.Stdout).Encode(rep)
+}
+
+// wholeFileMessages is an OpFile with its content.
+func wholeFileMessages(seq uint64, group, path, content string) []proto.Message {
+	sum := sha256.Sum256([]byte(content))
+	return []proto.Message{
+		proto.Op{Seq: seq, Group: group, Kind: proto.OpFile, Path: []byte(path), Forced: true, Content: proto.ContentWhole,
+			New: proto.Record{Kind: state.KindReg, Mode: 0o644, Size: int64(len(content)), MtimeNs: time.Now().UnixNano(), Hash: sum}},
+		proto.Data{Seq: seq, Bytes: []byte(content)},
+		proto.DataEnd{Seq: seq, SHA256: sum},
+	}
 }
 
 // hostileSender is the helper run inside node1: $HOSTILE_MODE picks what
@@ -214,6 +324,8 @@ func hostileSender() error {
 		return hostileRequestsRun(ctx)
 	case "silent", "idle":
 		return hostileSilent(ctx, m == "idle")
+	case "impostor":
+		return hostileImpostor(ctx)
 	default:
 		return fmt.Errorf("unknown HOSTILE_MODE %q", m)
 	}
@@ -413,8 +525,11 @@ func sendHostile(c *proto.Conn, seq uint64, hc hostileCase) error {
 	switch hc.Kind {
 	case proto.OpFile, proto.OpHardlink:
 		op.New = proto.Record{Kind: state.KindReg, Mode: 0o4755, Size: int64(len(content)), MtimeNs: now, Hash: sum}
-	case proto.OpMkdir:
+	case proto.OpMkdir, proto.OpDirMeta:
 		op.New = proto.Record{Kind: state.KindDir, Mode: 0o755, MtimeNs: now}
+		if hc.Mode != 0 {
+			op.New.Mode, op.New.UID = hc.Mode, hc.UID
+		}
 	case proto.OpSymlink:
 		op.New = proto.Record{Kind: state.KindSymlink, Mode: 0o777, MtimeNs: now, Target: hc.Target}
 	}
@@ -507,11 +622,37 @@ func TestRefusesHostileSender(t *testing.T) {
 		e.writeFile(n2, dir+"/victim", "a file in "+dir+"\n", 0o600)
 		e.writeFile(n2, dir+"/big", strings.Repeat("secret\n", 40<<10), 0o600)
 	}
+	// Directories above the includes of group parents: alice's home is
+	// hers and private.
+	for _, d := range []string{"/etc/ha.d", "/gone", "/home/alice"} {
+		if err := os.MkdirAll(n2.Path(parentsDir+d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chown(n2.Path(parentsDir+"/home/alice"), 1000, 1000); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(n2.Path(parentsDir+"/home/alice"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	parents := []string{"", "/etc", "/etc/ha.d", "/gone", "/home", "/home/alice"}
+	parentsBefore := map[string]entry{}
+	for _, d := range parents {
+		e, err := describe(n2.Path(parentsDir+d), d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		parentsBefore[d] = e
+	}
+
 	// What must stay as it is on node2: its data dir (but for ok.txt), its
 	// group keys, the other groups' files, and the host's /etc/passwd.
 	dataBefore := manifest(t, n2.Path(dataDir))
 	etcBefore := manifest(t, n2.Path(cluster.EtcDir))
-	runBefore := manifest(t, n2.Path(hostileRun))
+	var runBefore [][]entry
+	for _, dir := range []string{otherDir, slaveDir, nokeyDir} {
+		runBefore = append(runBefore, manifest(t, n2.Path(dir)))
+	}
 	passwdBefore := mustSHA256(t, "/etc/passwd")
 
 	t.Run("ops", func(t *testing.T) {
@@ -589,8 +730,36 @@ func TestRefusesHostileSender(t *testing.T) {
 		if d := diffManifests("node2's /etc/ocf-csync before", etcBefore, "after", manifest(t, n2.Path(cluster.EtcDir))); d != "" {
 			t.Errorf("the hostile sender changed node2's /etc/ocf-csync: %s", d)
 		}
-		if d := diffManifests("node2's "+hostileRun+" before", runBefore, "after", manifest(t, n2.Path(hostileRun))); d != "" {
-			t.Errorf("the hostile sender changed the files of groups it did not prove: %s", d)
+		for i, dir := range []string{otherDir, slaveDir, nokeyDir} {
+			if d := diffManifests("node2's "+dir+" before", runBefore[i], "after", manifest(t, n2.Path(dir))); d != "" {
+				t.Errorf("the hostile sender changed the files of a group it did not prove: %s", d)
+			}
+		}
+		// Above the includes of group parents nothing changed owner or
+		// mode, nothing was removed, and the mtime moved only where an
+		// entry was added (etc/ha.d got x, home got bob).
+		for _, d := range parents {
+			now, err := describe(n2.Path(parentsDir+d), d)
+			if err != nil {
+				t.Errorf("directory %s above an include: %v", parentsDir+d, err)
+				continue
+			}
+			was := parentsBefore[d]
+			if d != "" && d != "/etc/ha.d" && d != "/home" && now.Mtime != was.Mtime {
+				t.Errorf("the mtime of %s above an include changed", parentsDir+d)
+			}
+			now.Mtime, was.Mtime = 0, 0
+			if now != was {
+				t.Errorf("directory %s above an include changed: %+v, was %+v", parentsDir+d, now, was)
+			}
+		}
+		// A missing parent is created 0755, owned like the nearest
+		// existing parent (home: root), never like the sender asked.
+		for _, d := range []string{"/home/bob", "/home/bob/public_html"} {
+			e, err := describe(n2.Path(parentsDir+d), d)
+			if err != nil || e.Type != "dir" || e.Mode != 0o755 || e.UID != 0 || e.GID != 0 {
+				t.Errorf("created parent %s: %+v, %v; want a directory 0755 root:root", parentsDir+d, e, err)
+			}
 		}
 		// The state db changes (it records ok.txt); only new top-level entries
 		// are the hostile ones.
@@ -601,6 +770,27 @@ func TestRefusesHostileSender(t *testing.T) {
 		}
 		if s := mustSHA256(t, "/etc/passwd"); s != passwdBefore {
 			t.Errorf("/etc/passwd changed during the hostile session (sha256 %s, was %s)", s, passwdBefore)
+		}
+	})
+
+	// #11 finding 8: the claimed node name must match the connecting
+	// address (SSH_CONNECTION); every case above was node1 from its own.
+	t.Run("impostor", func(t *testing.T) {
+		out := runHostile(t, n1, "impostor", "", nil)
+		var r impostorReport
+		if err := json.Unmarshal([]byte(out), &r); err != nil {
+			t.Fatalf("bad helper output %q: %v", out, err)
+		}
+		if r.Accepted {
+			t.Fatalf("node2 accepted node1 posing as node3")
+		}
+		for _, want := range []string{"claims to be node3", "connects from " + n1.Addr, impostorAddr} {
+			if !strings.Contains(r.Refusal, want) || !strings.Contains(r.Stderr, want) {
+				t.Errorf("the refusal does not say %q:\nsender got: %s\nnode2 said: %s", want, r.Refusal, r.Stderr)
+			}
+		}
+		if _, err := os.Lstat(n2.Path(impostorDir + "/planted")); err == nil {
+			t.Errorf("the impostor planted a file")
 		}
 	})
 

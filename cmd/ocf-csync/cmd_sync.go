@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"strings"
@@ -365,9 +366,16 @@ func serveCommand(env Env) *cli.Command {
 			signal.Ignore(syscall.SIGPIPE)
 			in, out, restore := pollableStdio(env.Stdin, env.Stdout)
 			defer restore()
+			sshConn := env.getenv("SSH_CONNECTION")
+			if sshConn == "" {
+				log.Debug("no SSH_CONNECTION: a local invocation; the sender's node name is taken as claimed")
+			}
 			// The state lock is taken only once the sender authenticated.
 			return engine.Serve(ctx, engine.ServeOptions{
 				View: l.view, Config: l.cfg, In: in, Out: out, Log: log,
+				CheckPeer: func(claimed string) error {
+					return engine.CheckPeerAddress(ctx, l.view, claimed, sshConn, net.DefaultResolver.LookupHost)
+				},
 				OpenStore:        func(ctx context.Context) (*state.Store, error) { return openStore(ctx, c, l, false) },
 				HandshakeTimeout: c.Duration("handshake-timeout"),
 				IdleTimeout:      c.Duration("idle-timeout"),

@@ -727,3 +727,72 @@ func BenchmarkWriteSmall(b *testing.B) {
 // benchNames is how many names BenchmarkWriteSmall cycles through; this many
 // means every write creates a new file, as in an initial sync.
 var benchNames = 1 << 30
+
+// #11 finding 3: symlinks planted in the backup tree are never followed. A
+// peer that can write inside the backup directory (it lies in an include)
+// plants one; the next backup must not write through it.
+func TestBackupRefusesSymlinksInBackupTree(t *testing.T) {
+	needRoot(t)
+	for _, tc := range []struct {
+		name  string
+		plant func(t *testing.T, bdir, target, outside string)
+		hl    bool // the target has a second name: the backup is a copy, not a link
+	}{
+		{"mirrored parent is a symlink", func(t *testing.T, bdir, target, outside string) {
+			parent := filepath.Dir(BackupPath(bdir, target, 1))
+			os.MkdirAll(filepath.Dir(parent), 0700)
+			if err := os.Symlink(outside, parent); err != nil {
+				t.Fatal(err)
+			}
+		}, false},
+		{"mirrored parent is a symlink, copy", func(t *testing.T, bdir, target, outside string) {
+			parent := filepath.Dir(BackupPath(bdir, target, 1))
+			os.MkdirAll(filepath.Dir(parent), 0700)
+			if err := os.Symlink(outside, parent); err != nil {
+				t.Fatal(err)
+			}
+		}, true},
+		{"backup directory itself is a symlink", func(t *testing.T, bdir, target, outside string) {
+			if err := os.Symlink(outside, bdir); err != nil {
+				t.Fatal(err)
+			}
+		}, true},
+		{"a generation is a symlink", func(t *testing.T, bdir, target, outside string) {
+			g1 := BackupPath(bdir, target, 1)
+			os.MkdirAll(filepath.Dir(g1), 0700)
+			if err := os.Symlink(filepath.Join(outside, "passwd"), g1); err != nil {
+				t.Fatal(err)
+			}
+		}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := t.TempDir()
+			bdir := filepath.Join(root, "data", "backup")
+			target := filepath.Join(root, "data", "etc", "passwd")
+			outside := filepath.Join(root, "real-etc")
+			os.MkdirAll(filepath.Dir(target), 0755)
+			os.MkdirAll(outside, 0755)
+			if err := os.WriteFile(target, []byte("old synced file\n"), 0644); err != nil {
+				t.Fatal(err)
+			}
+			if tc.hl {
+				os.Link(target, target+".other-name")
+			}
+			victim := filepath.Join(outside, "passwd")
+			os.WriteFile(victim, []byte("root:x:0:0\n"), 0644)
+			tc.plant(t, bdir, target, outside)
+
+			tg := New(Options{Backup: Backup{Dir: bdir, Generations: 3}})
+			err := tg.WriteFile(target, regRec("new", 0644, 0, 0, mtime), fillWith("new"))
+			if got := readFile(t, victim); got != "root:x:0:0\n" {
+				t.Fatalf("the backup wrote through the planted symlink: %s holds %q", victim, got)
+			}
+			if names, _ := os.ReadDir(outside); len(names) != 1 {
+				t.Errorf("the backup created files outside its tree: %v", names)
+			}
+			if _, serr := os.Lstat(target); serr != nil || (err == nil && readFile(t, target) != "new") {
+				t.Errorf("target after a write with a refused backup: %v, %v", err, serr)
+			}
+		})
+	}
+}

@@ -1,13 +1,12 @@
 package apply
 
 import (
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -34,32 +33,42 @@ func BackupPath(dir, path string, gen int) string {
 	return p + "." + strconv.Itoa(gen-1)
 }
 
+// genName is the name of generation gen of base in its backup directory.
+func genName(base string, gen int) string {
+	if gen <= 1 {
+		return base
+	}
+	return base + "." + strconv.Itoa(gen-1)
+}
+
 // backup keeps the regular file base in d (whose full name is path) as
 // generation 1, after rotating the older ones. A failure aborts the write
 // or delete that asked for it, so nothing is lost silently. The new
 // generation is made first, under a temp name: when that fails (a full
 // backup disk) the generations already kept are left as they were, however
 // often the replace is retried.
+//
+// The backup tree is walked like the targets: from "/" with O_NOFOLLOW,
+// every call relative to the directory fd, so a symlink planted in it
+// (say, by a peer when the backup directory lies inside an include) is
+// refused instead of followed out of the tree.
 func (t *Target) backup(d *dirHandle, base, path string) error {
 	b := t.o.Backup
 	if !b.enabled() {
 		return nil
 	}
-	dst := BackupPath(b.Dir, path, 1)
-	if err := os.MkdirAll(filepath.Dir(dst), 0700); err != nil {
-		return fmt.Errorf("back up %s: create backup directory: %w", path, err)
+	bd, err := t.backupDir(path)
+	if err != nil {
+		return fmt.Errorf("back up %s: %w", path, err)
 	}
+	defer bd.close()
+	name := filepath.Base(path)
+	dst := filepath.Join(bd.path, name)
 	var st unix.Stat_t
 	if err := unix.Fstatat(d.fd, base, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		return fmt.Errorf("back up %s: %w", path, err)
 	}
-	dfd, err := unix.Open(filepath.Dir(dst), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("back up %s: open backup directory: %w", path, err)
-	}
-	bd := &dirHandle{fd: dfd, path: filepath.Dir(dst)}
-	defer bd.close()
-	tmp, err := stageBackup(d, base, bd, filepath.Base(dst), &st)
+	tmp, err := stageBackup(d, base, bd, name, &st)
 	if err != nil {
 		return fmt.Errorf("back up %s to %s: %w (the file was not replaced; the kept generations are unchanged)", path, dst, err)
 	}
@@ -69,16 +78,16 @@ func (t *Target) backup(d *dirHandle, base, path string) error {
 			unix.Unlinkat(bd.fd, tmp, 0)
 		}
 	}()
-	if err := os.Remove(BackupPath(b.Dir, path, b.Generations)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := unix.Unlinkat(bd.fd, genName(name, b.Generations), 0); err != nil && err != unix.ENOENT {
 		return fmt.Errorf("back up %s: drop oldest generation: %w", path, err)
 	}
 	for g := b.Generations - 1; g >= 1; g-- {
-		err := os.Rename(BackupPath(b.Dir, path, g), BackupPath(b.Dir, path, g+1))
-		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		err := unix.Renameat(bd.fd, genName(name, g), bd.fd, genName(name, g+1))
+		if err != nil && err != unix.ENOENT {
 			return fmt.Errorf("back up %s: rotate generation %d: %w", path, g, err)
 		}
 	}
-	if err := unix.Renameat(bd.fd, tmp, bd.fd, filepath.Base(dst)); err != nil {
+	if err := unix.Renameat(bd.fd, tmp, bd.fd, name); err != nil {
 		return fmt.Errorf("back up %s to %s: %w", path, dst, err)
 	}
 	staged = false
@@ -105,6 +114,42 @@ func stageBackup(d *dirHandle, base string, bd *dirHandle, name string, st *unix
 		}
 	}
 	return copyBackup(d, base, bd, name, st)
+}
+
+// backupDir opens (creating them 0700) the backup directory and the mirror
+// of path's parent below it, never following a symlink.
+func (t *Target) backupDir(path string) (*dirHandle, error) {
+	root := filepath.Clean(t.o.Backup.Dir)
+	if !filepath.IsAbs(root) {
+		return nil, fmt.Errorf("backup directory %q is not absolute", t.o.Backup.Dir)
+	}
+	d, missing, err := walk(root, root, true)
+	if err != nil {
+		return nil, err
+	}
+	var rest []string
+	if missing {
+		rest = strings.Split(strings.TrimPrefix(strings.TrimPrefix(root, d.path), "/"), "/")
+	}
+	if parent := filepath.Dir(path); parent != "/" {
+		rest = append(rest, strings.Split(parent[1:], "/")...)
+	}
+	for _, c := range rest {
+		if c == "" {
+			continue
+		}
+		if err := unix.Mkdirat(d.fd, c, 0700); err != nil && err != unix.EEXIST {
+			d.close()
+			return nil, fmt.Errorf("create backup directory %s: %w", filepath.Join(d.path, c), err)
+		}
+		nd, _, err := walkFrom(d, c, filepath.Join(d.path, c))
+		d.close()
+		if err != nil {
+			return nil, err
+		}
+		d = nd
+	}
+	return d, nil
 }
 
 // copyBackup copies base in d into a new temp file in bd with its owner,

@@ -519,3 +519,57 @@ func TestServeDeadlinesAndLateLock(t *testing.T) {
 	}
 	s.bye(t)
 }
+
+// #11 finding 4: the sender sends the file its scan recorded, not what a
+// local user swapped in between the check and the push: a directory
+// replaced by a symlink to a private directory, or the file replaced by
+// another one.
+func TestSenderSendsOnlyWhatItScanned(t *testing.T) {
+	nodes := setup(t, "a", "b")
+	a, b := nodes["a"], nodes["b"]
+	write(t, filepath.Join(a.root, "user/notes"), "the user's notes\n")
+	write(t, filepath.Join(a.root, "swapped"), "v1\n")
+	write(t, filepath.Join(a.root, "big/file"), strings.Repeat("a big file\n", 20<<10))
+	private := filepath.Join(t.TempDir(), "root-only")
+	write(t, filepath.Join(private, "notes"), "root's secret\n")
+	write(t, filepath.Join(private, "file"), strings.Repeat("root's big secret\n", 12<<10))
+	os.Chmod(filepath.Join(private, "notes"), 0o600)
+	ctx := context.Background()
+	if _, err := scan.Check(ctx, a.st, a.view, nil, true, scan.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	// Between the check and the push: the user's directories become
+	// symlinks, and a file is replaced by another of the same size.
+	for _, d := range []string{"user", "big"} {
+		if err := os.Rename(filepath.Join(a.root, d), filepath.Join(a.root, d+".old")); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(private, filepath.Join(a.root, d)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(t, filepath.Join(a.root, "swapped.new"), "v2\n")
+	if err := os.Rename(filepath.Join(a.root, "swapped.new"), filepath.Join(a.root, "swapped")); err != nil {
+		t.Fatal(err)
+	}
+	res, err := Push(ctx, Options{View: a.view, Store: a.st, Connect: connector(nodes)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"user/notes", "big/file", "swapped"} {
+		if got, err := os.ReadFile(filepath.Join(b.root, f)); err == nil {
+			t.Errorf("%s reached the peer: %.40q", f, got)
+		}
+	}
+	p := res.Peers[0]
+	if p.Failed != 3 || len(p.Problems) != 3 {
+		t.Errorf("failed %d, problems %q; want the 3 files reported", p.Failed, p.Problems)
+	}
+	dirty := map[string]bool{}
+	a.st.Dirty("b", func(path string, _ state.DirtyRecord) error { dirty[path] = true; return nil })
+	for _, f := range []string{"user/notes", "big/file", "swapped"} {
+		if !dirty[filepath.Join(a.root, f)] {
+			t.Errorf("%s is no longer dirty for b", f)
+		}
+	}
+}

@@ -341,6 +341,7 @@ type sender struct {
 	// groups whose include root the peer refused: the rest stays here
 	refusedGroups map[string]bool
 	inodes        map[[2]uint64][]string
+	open          scan.Opener // the sender's dir-fd walk, cached per run
 	small         []byte      // reused read buffer for small files
 	dw            *dataWriter // reused frame buffer for large files
 }
@@ -472,6 +473,7 @@ func pushPeer(ctx context.Context, o *Options, p *plan, outMu *sync.Mutex) (res 
 		ch.Close()
 	}
 	<-readerDone
+	s.open.Close()
 	s.mu.Lock()
 	if s.batch != nil {
 		if cerr := s.batch.CommitDurable(); cerr != nil && err == nil {
@@ -820,6 +822,12 @@ func (s *sender) sendItem(it *item) error {
 
 // sendFile sends a regular file whole, or as a delta against sig. The
 // window slot taken for the signature request (if any) carries over.
+//
+// The file is opened through directory fds walked from "/" without
+// following symlinks, and must still be the inode the scan recorded (device,
+// inode, size): a local user who owns a directory inside an include cannot
+// swap in a symlink or another file between the check and the push and
+// have root read it for them. A mismatch skips the file; it stays dirty.
 func (s *sender) sendFile(it *item, sig *delta.Signature) error {
 	if s.heldBack(it) {
 		s.mu.Lock()
@@ -827,12 +835,16 @@ func (s *sender) sendFile(it *item, sig *delta.Signature) error {
 		s.mu.Unlock()
 		return nil
 	}
-	f, err := os.OpenFile(it.path, os.O_RDONLY|unix.O_NOFOLLOW, 0)
+	f, now, err := s.open.Open(it.path)
 	if err != nil {
-		s.settleLocal(it, fmt.Sprintf("open %s: %v (it stays dirty; the next check sees why)", it.path, err))
+		s.settleLocal(it, fmt.Sprintf("%v: not sent (it stays dirty; the next check looks again)", err))
 		return nil
 	}
 	defer f.Close()
+	if now.Dev != it.cur.Dev || now.Ino != it.cur.Ino || now.Size != it.cur.Size {
+		s.settleLocal(it, fmt.Sprintf("%s is not the file the last check recorded (device, inode or size changed since): not sent (it stays dirty; the next check looks again)", it.path))
+		return nil
+	}
 	seq := s.nextSeq()
 	newRec := it.cur
 	content := proto.ContentWhole

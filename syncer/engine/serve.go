@@ -321,9 +321,13 @@ func (r *receiver) target(g *config.GroupView) *apply.Target {
 	}
 	t := apply.New(apply.Options{
 		Ignore: r.o.Config.Ignore,
+		// Only the include set itself: a directory on the way to an
+		// include (etc for include etc/ha.d/x, every home for
+		// home/*/public_html) is never chmod-, chown-, utime- or rmdir-ed
+		// for a peer; a missing one is created by MkdirParents.
 		Allowed: func(p string, isDir bool) bool {
-			synced, descend := g.Match(p, isDir)
-			return synced || (isDir && descend)
+			synced, _ := g.Match(p, isDir)
+			return synced
 		},
 		TempDir:   r.o.Config.Tempdir,
 		Backup:    apply.Backup{Dir: g.BackupDir, Generations: g.BackupGenerations},
