@@ -40,6 +40,7 @@ import (
 	"ocf-csync/syncer/apply"
 	"ocf-csync/syncer/config"
 	"ocf-csync/syncer/proto"
+	"ocf-csync/syncer/scan"
 	"ocf-csync/syncer/state"
 	"ocf-csync/syncer/transport"
 )
@@ -250,8 +251,10 @@ func (s *sftpPusher) run(ctx context.Context, p *plan) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			var open scan.Opener // per worker: dir fds cached, never shared
+			defer open.Close()
 			for it := range work {
-				s.entry(it)
+				s.entry(it, &open)
 			}
 		}()
 	}
@@ -621,10 +624,10 @@ func (s *sftpPusher) putFile(dir string, src func() (io.Reader, error), a transp
 }
 
 // entry handles a file, symlink or special file (workers run it).
-func (s *sftpPusher) entry(it *item) {
+func (s *sftpPusher) entry(it *item, open *scan.Opener) {
 	switch it.cur.Kind {
 	case state.KindReg:
-		s.file(it)
+		s.file(it, open)
 	case state.KindSymlink:
 		s.symlink(it)
 	case state.KindFifo, state.KindChr, state.KindBlk, state.KindSock:
@@ -695,7 +698,7 @@ func (s *sftpPusher) clear(tg *config.GroupView, tp string, r transport.RemoteSt
 	return s.t.Remove(tp)
 }
 
-func (s *sftpPusher) file(it *item) {
+func (s *sftpPusher) file(it *item, open *scan.Opener) {
 	op := sftpOp(it)
 	tp, tg, r, ok := s.prepare(it, op, false)
 	if !ok {
@@ -742,14 +745,16 @@ func (s *sftpPusher) file(it *item) {
 		}
 		return
 	}
-	f, err := os.OpenFile(it.path, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
+	// Through O_NOFOLLOW dir fds, and only the inode the scan recorded, as
+	// sendFile does.
+	f, now, err := open.Open(it.path)
 	if err != nil {
 		s.linkDone(it, "")
-		s.settle(it, op, outFailed, nil, fmt.Sprintf("open: %v (it stays dirty; the next check sees why)", err))
+		s.settle(it, op, outFailed, nil, fmt.Sprintf("%v: not sent (it stays dirty; the next check looks again)", err))
 		return
 	}
 	defer f.Close()
-	if now, err := statFile(f); err != nil || now.Dev != it.cur.Dev || now.Ino != it.cur.Ino || now.Kind != state.KindReg {
+	if now.Dev != it.cur.Dev || now.Ino != it.cur.Ino || now.Kind != state.KindReg {
 		s.linkDone(it, "")
 		s.settle(it, op, outFailed, nil, "not the file that was scanned (replaced since); it stays dirty and the next check sees it")
 		return
