@@ -83,6 +83,7 @@ func newFixture(t *testing.T) *fixture {
 			t.Fatal(err)
 		}
 	}
+	writeFile(t, filepath.Join(dir, "g.key"), "0123456789012345678901234567890123456789\n")
 	cfg := filepath.Join(dir, "m.cfg")
 	writeFile(t, cfg, fmt.Sprintf(`group g {
 	host node1 node2@127.0.0.1;
@@ -178,6 +179,10 @@ func TestValidateAll(t *testing.T) {
 			ocf.ErrConfigured, "rescan_interval"},
 		{"missing key", func(f *fixture) []string { os.Remove(filepath.Join(f.dir, "g.key")); return nil },
 			ocf.ErrInstalled, "key file of group g"},
+		{"short key", func(f *fixture) []string { writeFile(t, filepath.Join(f.dir, "g.key"), "short\n"); return nil },
+			ocf.ErrConfigured, "the key has 5 characters, at least 32 are needed"},
+		{"world-readable key", func(f *fixture) []string { os.Chmod(filepath.Join(f.dir, "g.key"), 0o644); return nil },
+			ocf.ErrConfigured, "readable or writable by group or others (mode 0644)"},
 		{"missing identity", func(f *fixture) []string { os.Remove(filepath.Join(f.dir, "id")); return nil },
 			ocf.ErrInstalled, "SSH identity file"},
 		{"missing identity, agent", func(f *fixture) []string {

@@ -8,6 +8,7 @@ import (
 	"ocf-csync/ha"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"ocf-csync/ocf"
 	"ocf-csync/syncer/config"
@@ -59,6 +60,17 @@ func (a *Agent) validate(ctx context.Context, p *Params, perr error, level int) 
 		if len(g.Peers()) > 0 {
 			needSSH = true
 		}
+	}
+	// What parses but must not run (config check's lint): a weak or
+	// exposed key, backups inside an include, %% inside quotes.
+	var lintErrs []string
+	for _, i := range view.Lint() {
+		if i.Severity == config.SeverityError {
+			lintErrs = append(lintErrs, i.String())
+		}
+	}
+	if len(lintErrs) > 0 {
+		return nil, &ocf.Error{Status: ocf.ErrConfigured, Reason: "config: " + strings.Join(lintErrs, "; ") + " (see 'ocf-csync config check')"}
 	}
 	if needSSH {
 		if a.Env.Get("SSH_AUTH_SOCK") == "" {

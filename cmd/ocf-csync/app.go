@@ -256,6 +256,18 @@ func configPath(ctx context.Context, c *cli.Context) (string, error) {
 }
 
 func loadConfig(ctx context.Context, c *cli.Context) (*loaded, error) {
+	l, err := loadConfigLinted(ctx, c)
+	if err == nil {
+		for _, w := range l.cfg.Warnings {
+			logger(ctx).Warn(w.String())
+		}
+	}
+	return l, err
+}
+
+// loadConfigLinted is loadConfig without logging the parser's warnings:
+// for `config check`, whose lint reports them.
+func loadConfigLinted(ctx context.Context, c *cli.Context) (*loaded, error) {
 	path, err := configPath(ctx, c)
 	if err != nil {
 		return nil, err
@@ -263,9 +275,6 @@ func loadConfig(ctx context.Context, c *cli.Context) (*loaded, error) {
 	cfg, err := config.Load(path)
 	if err != nil {
 		return nil, err
-	}
-	for _, w := range cfg.Warnings {
-		logger(ctx).Warn(w.String())
 	}
 	name, err := nodeName(ctx, c)
 	if err != nil {

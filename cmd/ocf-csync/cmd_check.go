@@ -9,6 +9,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"ocf-csync/syncer/config"
 	"ocf-csync/syncer/engine"
 	"ocf-csync/syncer/scan"
 	"ocf-csync/syncer/state"
@@ -20,17 +21,36 @@ func configCommand(env Env) *cli.Command {
 		Usage: "work with the configuration",
 		Subcommands: []*cli.Command{{
 			Name:  "check",
-			Usage: "validate the config and print what it means for this node",
+			Usage: "validate the config, lint it on this host and print what it means for this node (exit 3 on errors)",
+			Flags: []cli.Flag{
+				&cli.BoolFlag{Name: "strict", Usage: "treat warnings as errors (exit 3)"},
+			},
 			Action: func(c *cli.Context) error {
-				l, err := loadConfig(c.Context, c)
+				l, err := loadConfigLinted(c.Context, c)
 				if err != nil {
 					return err
 				}
+				issues := l.view.Lint()
 				sum := l.view.Summary()
+				sum.Issues = config.IssueSummaries(issues)
 				if c.Bool("json") {
-					return writeJSON(env.Stdout, sum)
+					err = writeJSON(env.Stdout, sum)
+				} else {
+					err = sum.WriteText(env.Stdout)
 				}
-				return sum.WriteText(env.Stdout)
+				if err != nil {
+					return err
+				}
+				// Each issue once, on stderr (the lint includes the
+				// parser's warnings, which loadConfig would log again).
+				for _, i := range issues {
+					fmt.Fprintf(env.Stderr, "ocf-csync: %s\n", i)
+				}
+				errs, warns := config.Counts(issues)
+				if errs > 0 || (c.Bool("strict") && warns > 0) {
+					return exitStatus(exitCodes[kindConfig].cli)
+				}
+				return nil
 			},
 		}},
 	}

@@ -85,6 +85,9 @@ type Group struct {
 	Pos   Pos
 	Hosts []Host // config order; it matters for auto left/right
 	Key   string // resolved path of the key file
+	// KeyPos and BackupDirPos are where the key file and the backup
+	// directory are named (for Lint).
+	KeyPos, BackupDirPos Pos
 	// Patterns holds include, exclude and compare patterns in config order,
 	// trailing '/' stripped. Compare patterns (Compare=true) are includes that
 	// only MatchCompare honours; their texts are also listed in Compare.
@@ -122,6 +125,7 @@ func isPathPattern(s string) bool { return strings.HasPrefix(s, "/") || strings.
 type Action struct {
 	Patterns    []string // path patterns; none means every file of the group
 	Exec        []string // commands; "%%" stands for the changed files
+	ExecPos     []Pos    // where each command is written
 	Logfile     string   // "/dev/null" by default
 	DoLocal     bool     // also run on the node where the change was found
 	DoLocalOnly bool     // run only there (implies DoLocal)

@@ -439,6 +439,7 @@ func (p *parser) group() {
 			} else {
 				keyPos = &t.pos
 				g.Key = resolveKey(v.text, v.pos.File)
+				g.KeyPos = v.pos
 			}
 			p.semi("key")
 		case t.is("auto"):
@@ -460,7 +461,7 @@ func (p *parser) group() {
 		case t.is("backup-directory"):
 			p.advance()
 			if v, ok := p.value("a directory after backup-directory", false); ok {
-				g.BackupDir = v.text
+				g.BackupDir, g.BackupDirPos = v.text, v.pos
 				p.semi("backup-directory")
 			}
 		case t.is("backup-generations"):
@@ -583,6 +584,7 @@ func (p *parser) action(g *Group) {
 			p.advance()
 			for _, w := range p.words() {
 				a.Exec = append(a.Exec, w.text)
+				a.ExecPos = append(a.ExecPos, w.pos)
 			}
 			p.semi("exec")
 		case t.is("logfile"):

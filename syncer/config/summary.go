@@ -25,7 +25,27 @@ type Summary struct {
 	Tempdir            string            `json:"tempdir,omitempty"`
 	SSH                SSHSummary        `json:"ssh"`
 	HA                 HASummary         `json:"ha"`
-	Warnings           []string          `json:"warnings"`
+	// Issues are Lint's findings; Summary leaves them empty (Lint reads
+	// the file system), `config check` fills them.
+	Issues []IssueSummary `json:"issues"`
+}
+
+// IssueSummary is a lint Issue in JSON.
+type IssueSummary struct {
+	File     string `json:"file"`
+	Line     int    `json:"line"`
+	Col      int    `json:"col"`
+	Severity string `json:"severity"` // error | warning
+	Message  string `json:"message"`
+}
+
+// IssueSummaries converts issues for JSON ([] when none).
+func IssueSummaries(issues []Issue) []IssueSummary {
+	out := make([]IssueSummary, 0, len(issues))
+	for _, i := range issues {
+		out = append(out, IssueSummary{File: i.Pos.File, Line: i.Pos.Line, Col: i.Pos.Col, Severity: string(i.Severity), Message: i.Message})
+	}
+	return out
 }
 
 // GroupSummary describes one group the node is in.
@@ -148,11 +168,8 @@ func (v *NodeView) Summary() Summary {
 		}
 		s.Groups = append(s.Groups, gs)
 	}
-	for _, w := range c.Warnings {
-		s.Warnings = append(s.Warnings, w.String())
-	}
 	// JSON style: [] and {}, never null, for what is empty.
-	s.Files, s.Roots, s.OtherGroups, s.Ignore, s.Warnings = nonNil(s.Files), nonNil(s.Roots), nonNil(s.OtherGroups), nonNil(s.Ignore), nonNil(s.Warnings)
+	s.Files, s.Roots, s.OtherGroups, s.Ignore, s.Issues = nonNil(s.Files), nonNil(s.Roots), nonNil(s.OtherGroups), nonNil(s.Ignore), nonNil(s.Issues)
 	s.Groups = nonNil(s.Groups)
 	if s.Prefixes == nil {
 		s.Prefixes = map[string]string{}
@@ -307,12 +324,6 @@ func (s Summary) WriteText(w io.Writer) error {
 	}
 	p("ha: %s, failover-policy %s, stranded %s, notify %s, rescan-interval %ds, watch %s\n",
 		ip, s.HA.FailoverPolicy, s.HA.Stranded, orUnset(s.HA.Notify, true), s.HA.RescanIntervalSeconds, yesNo(s.HA.Watch))
-	if len(s.Warnings) > 0 {
-		p("warnings:\n")
-		for _, w := range s.Warnings {
-			p("  %s\n", w)
-		}
-	}
 	return b.Flush()
 }
 

@@ -1,8 +1,6 @@
 package proto
 
 import (
-	"bufio"
-	"bytes"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -10,9 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"slices"
 	"strings"
+
+	"ocf-csync/syncer/config"
 )
 
 // Handshake errors, for errors.Is.
@@ -321,30 +320,5 @@ func recvAs[T Message](c *Conn, want string) (T, error) {
 	return v, nil
 }
 
-// ReadKeyFile returns the group key in path: its first line, trimmed, at
-// least 32 characters from [A-Za-z0-9._] (csync2 semantics).
-func ReadKeyFile(path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("read group key: %w", err)
-	}
-	defer f.Close()
-	// A key is a line; a huge file is a wrong path, not a key.
-	line, err := bufio.NewReaderSize(io.LimitReader(f, 4096), 4096).ReadSlice('\n')
-	if err != nil && !errors.Is(err, io.EOF) {
-		if errors.Is(err, bufio.ErrBufferFull) {
-			return nil, fmt.Errorf("group key file %s: the first line is longer than 4096 bytes; generate a key with `ocf-csync keygen`", path)
-		}
-		return nil, fmt.Errorf("read group key file %s: %w", path, err)
-	}
-	key := bytes.TrimSpace(line)
-	if len(key) < 32 {
-		return nil, fmt.Errorf("group key file %s: the key has %d characters, at least 32 are needed; generate one with `ocf-csync keygen`", path, len(key))
-	}
-	for i, ch := range key {
-		if !(ch >= 'A' && ch <= 'Z' || ch >= 'a' && ch <= 'z' || ch >= '0' && ch <= '9' || ch == '.' || ch == '_') {
-			return nil, fmt.Errorf("group key file %s: character %d of the key is not one of [A-Za-z0-9._]; generate a key with `ocf-csync keygen`", path, i+1)
-		}
-	}
-	return append([]byte(nil), key...), nil
-}
+// ReadKeyFile returns the group key in path (config.ReadKey).
+func ReadKeyFile(path string) ([]byte, error) { return config.ReadKey(path) }
