@@ -58,8 +58,16 @@ test: deps build deb vet
 test-short: build
 	$(GO) test -short -count=1 ./...
 
+# Every fuzz target for FUZZTIME each; the seed corpora are in the
+# packages' testdata/fuzz/, so this runs from a fresh clone.
+FUZZTIME ?= 30s
 fuzz:
-	$(GO) test -run='^$$' -fuzz=FuzzParse -fuzztime=60s ./syncer/config/
+	@set -e; for dir in $$(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -n1 dirname | sort -u); do \
+		for t in $$(grep -h --include='*_test.go' -r -o '^func Fuzz[A-Za-z0-9_]*' $$dir | sed 's/^func //' | sort -u); do \
+			echo "== $$dir $$t ($(FUZZTIME))"; \
+			$(GO) test -run='^$$' -fuzz="^$$t\$$" -fuzztime=$(FUZZTIME) $$dir; \
+		done; \
+	done
 
 install: build
 	install -D -m 0755 $(BIN) $(DESTDIR)$(SBINDIR)/ocf-csync

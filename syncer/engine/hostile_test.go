@@ -9,8 +9,11 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"ocf-csync/syncer/config"
 	"ocf-csync/syncer/delta"
@@ -570,6 +573,68 @@ func TestSenderSendsOnlyWhatItScanned(t *testing.T) {
 	for _, f := range []string{"user/notes", "big/file", "swapped"} {
 		if !dirty[filepath.Join(a.root, f)] {
 			t.Errorf("%s is no longer dirty for b", f)
+		}
+	}
+}
+
+// #11 finding 9: with "devices refuse;" in the safety block a receiver
+// creates no device node and changes none, whoever sends it; fifos and
+// everything else still arrive. Without it device nodes arrive as in
+// csync2.
+func TestServeDevicesRefuse(t *testing.T) {
+	if os.Getuid() != 0 {
+		if os.Getenv("CI") != "" {
+			t.Fatal("needs root to create device nodes (and $CI is set)")
+		}
+		t.Skip("needs root to create device nodes")
+	}
+	for _, refuse := range []bool{true, false} {
+		body := "group g {\n  host a b;\n  key KEY;\n  include %data%;\n}\n"
+		if refuse {
+			body += "safety g { devices refuse; }\n"
+		}
+		nodes, _ := setupCfg(t, []string{"a", "b"}, body)
+		b := nodes["b"]
+		// A device node made on b by its admin.
+		local := filepath.Join(b.root, "local-null")
+		if err := syscall.Mknod(local, syscall.S_IFCHR|0o600, int(unix.Mkdev(1, 3))); err != nil {
+			t.Fatal(err)
+		}
+		now := time.Now().UnixNano()
+		dev := func(kind state.Kind, mode uint32) proto.Record {
+			return proto.Record{Kind: kind, Mode: mode, Rdev: unix.Mkdev(8, 0), MtimeNs: now}
+		}
+		s := fakeSender(t, b, "a", map[string]string{"g": testKey})
+		sendAll(t, s.c,
+			proto.Op{Seq: 1, Group: "g", Kind: proto.OpSpecial, Path: []byte("%data%/sda"), Forced: true, New: dev(state.KindBlk, 0o666)},
+			proto.Op{Seq: 2, Group: "g", Kind: proto.OpSpecial, Path: []byte("%data%/mem"), Forced: true, New: proto.Record{Kind: state.KindChr, Mode: 0o666, Rdev: unix.Mkdev(1, 1), MtimeNs: now}},
+			proto.Op{Seq: 3, Group: "g", Kind: proto.OpMeta, Path: []byte("%data%/local-null"), Forced: true, New: proto.Record{Kind: state.KindChr, Mode: 0o666, Rdev: unix.Mkdev(1, 3), MtimeNs: now}},
+			proto.Op{Seq: 4, Group: "g", Kind: proto.OpSpecial, Path: []byte("%data%/fifo"), Forced: true, New: proto.Record{Kind: state.KindFifo, Mode: 0o644, MtimeNs: now}},
+		)
+		acks, _ := s.endBatch(t, 5)
+		s.bye(t)
+		for seq, name := range map[uint64]string{1: "sda", 2: "mem", 3: "local-null"} {
+			a := acks[seq]
+			if refuse && (a == nil || a.Status != proto.AckRefused || !strings.Contains(a.Message, "devices refuse")) {
+				t.Errorf("devices refuse: %s: ack %+v, want refused naming the setting", name, a)
+			}
+			if !refuse && (a == nil || a.Status != proto.AckOK) {
+				t.Errorf("devices allow: %s: ack %+v, want ok (csync2's behaviour)", name, a)
+			}
+		}
+		if a := acks[4]; a == nil || a.Status != proto.AckOK {
+			t.Errorf("devices refuse=%v: the fifo: ack %+v, want ok", refuse, a)
+		}
+		var st unix.Stat_t
+		unix.Lstat(local, &st)
+		if refuse && st.Mode&0o777 != 0o600 {
+			t.Errorf("devices refuse: the local device node's mode changed to %o", st.Mode&0o777)
+		}
+		if refuse && (exists(filepath.Join(b.root, "sda")) || exists(filepath.Join(b.root, "mem"))) {
+			t.Errorf("devices refuse: a device node was created")
+		}
+		if !refuse && !exists(filepath.Join(b.root, "sda")) {
+			t.Errorf("devices allow: no device node was created")
 		}
 	}
 }

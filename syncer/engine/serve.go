@@ -12,6 +12,8 @@ import (
 	"sort"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"ocf-csync/syncer/apply"
 	"ocf-csync/syncer/config"
 	"ocf-csync/syncer/delta"
@@ -562,6 +564,15 @@ func (r *receiver) op(op *proto.Op) error {
 	}
 	newRec := op.New.FileRecord()
 	ig := r.o.Config.Ignore
+	refuseDevices := r.o.Config.SafetyFor(g.Name).RefuseDevices
+	if refuseDevices && op.Kind != proto.OpDelete && (isDevice(newRec.Kind) || (exists && isDevice(cur.Kind))) {
+		d := &newRec
+		if !isDevice(d.Kind) {
+			d = &cur
+		}
+		return r.refuse(op, proto.AckRefused, fmt.Sprintf("%s: devices refuse (safety block of group %s): no device node is created or changed here (%s %d:%d at %s)",
+			r.o.View.Name, g.Name, d.Kind, unix.Major(d.Rdev), unix.Minor(d.Rdev), local))
+	}
 
 	if op.Kind == proto.OpDelete {
 		if !exists {
@@ -642,6 +653,9 @@ func (r *receiver) op(op *proto.Op) error {
 		if lerr != nil {
 			return r.refuse(op, proto.AckRefused, fmt.Sprintf("%s refuses a hardlink to %q: %v", r.o.View.Name, op.LinkTo, lerr))
 		}
+		if st, err := scan.Lstat(linkTo); err == nil && refuseDevices && isDevice(st.Kind) {
+			return r.refuse(op, proto.AckRefused, fmt.Sprintf("%s: devices refuse (safety block of group %s): no second name for the device node %s", r.o.View.Name, g.Name, linkTo))
+		}
 	}
 	if r.dry {
 		if err := r.drain(op); err != nil {
@@ -695,6 +709,8 @@ func (r *receiver) op(op *proto.Op) error {
 }
 
 var errRetry = errors.New("content did not verify; send it whole")
+
+func isDevice(k state.Kind) bool { return k == state.KindChr || k == state.KindBlk }
 
 // receiveFile writes the content frames of op into place.
 func (r *receiver) receiveFile(op *proto.Op, t *apply.Target, local string, rec state.FileRecord) (state.FileRecord, int64, error) {
