@@ -14,8 +14,8 @@ type fakeStore struct {
 	files   map[string]state.FileRecord
 	dirty   map[string]map[string]state.DirtyRecord // peer -> path -> record
 	roots   map[string]state.RootRecord
-	batches int                                     // NewBatch calls
-	walks   int                                     // WalkFiles calls
+	batches int // NewBatch calls
+	walks   int // WalkFiles calls
 	commits int
 }
 
