@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sync"
@@ -112,7 +113,7 @@ func (t *Target) WriteFileExpect(path string, rec state.FileRecord, fill func(w 
 	}
 	f, tmp, err := createTemp(td, base)
 	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
+		return writeErr(path, err)
 	}
 	done := false
 	defer func() {
@@ -128,10 +129,10 @@ func (t *Target) WriteFileExpect(path string, rec state.FileRecord, fill func(w 
 	defer func() { bw.Reset(nil); writerPool.Put(bw) }()
 	cw := &countWriter{w: io.MultiWriter(bw, h)}
 	if err := fill(cw); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
+		return writeErr(path, err)
 	}
 	if err := bw.Flush(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
+		return writeErr(path, err)
 	}
 	var got state.Hash
 	h.Sum(got[:0])
@@ -141,15 +142,15 @@ func (t *Target) WriteFileExpect(path string, rec state.FileRecord, fill func(w 
 			path, ErrHashMismatch, short(got), cw.n, short(rec.Hash), rec.Size)
 	}
 	if err := metaFd(int(f.Fd()), f.Name(), t.want(rec, old), rec.MtimeNs, true); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
+		return writeErr(path, err)
 	}
 	if !t.o.DeferSync {
 		if err := f.Sync(); err != nil {
-			return fmt.Errorf("write %s: fsync temp file: %w", path, err)
+			return writeErr(path, fmt.Errorf("fsync temp file: %w", err))
 		}
 	}
 	if err := f.Close(); err != nil {
-		return fmt.Errorf("write %s: close temp file: %w", path, err)
+		return writeErr(path, fmt.Errorf("close temp file: %w", err))
 	}
 	if beforeRename != nil {
 		beforeRename()
@@ -159,6 +160,19 @@ func (t *Target) WriteFileExpect(path string, rec state.FileRecord, fill func(w 
 	}
 	done = true
 	return nil
+}
+
+// writeErr says what failed writing path; a full file system says so
+// plainly, without the temp file's name (it is gone already).
+func writeErr(path string, err error) error {
+	if errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.EDQUOT) {
+		var pe *fs.PathError
+		if errors.As(err, &pe) && IsTemp(filepath.Base(pe.Path)) {
+			err = pe.Err
+		}
+		return fmt.Errorf("write %s: %w: the file system is full; the old version is kept, nothing else changed", path, err)
+	}
+	return fmt.Errorf("write %s: %w", path, err)
 }
 
 // writerPool reuses write buffers: a new 256 KiB buffer per file costs more
