@@ -446,16 +446,18 @@ func (r *receiver) flushAcks() error {
 				return fmt.Errorf("make received files durable: %w", err)
 			}
 		}
-		if err := r.batch.CommitDurable(); err != nil {
-			return fmt.Errorf("record received files: %w", err)
-		}
-		r.batch = r.o.Store.NewBatch()
-		// Durable before the ack: a crash after it still runs them.
+		// The actions are durable before the files are recorded and acked:
+		// a crash in between runs them at the next start (and, the files
+		// being unrecorded then, perhaps twice: at least once).
 		q, err := r.pending.persist(r.o.Store)
 		r.queued = append(r.queued, q...)
 		if err != nil {
 			return err
 		}
+		if err := r.batch.CommitDurable(); err != nil {
+			return fmt.Errorf("record received files: %w", err)
+		}
+		r.batch = r.o.Store.NewBatch()
 	}
 	for _, a := range r.acks {
 		if err := r.c.Send(a); err != nil {
