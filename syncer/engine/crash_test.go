@@ -316,3 +316,36 @@ func TestKillSenderMidPush(t *testing.T) {
 		t.Errorf("b recorded %d conflicts", n)
 	}
 }
+
+// A deletion a killed receiver applied but never recorded: when the sender
+// repeats it, the file is gone already, and its action still runs.
+func TestUnrecordedDeletionRunsAction(t *testing.T) {
+	nodes, dir := setupCfg(t, []string{"a", "b"}, `group g {
+  host a b; key KEY; include %data%;
+  action { exec "echo %% >> DIR/actions.log"; }
+}
+`)
+	a, b := nodes["a"], nodes["b"]
+	write(t, filepath.Join(a.root, "f"), "x")
+	for i := range 5 {
+		write(t, filepath.Join(a.root, fmt.Sprintf("keep%d", i)), "k")
+	}
+	if err := a.sync(t, nodes, Options{}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	must(t, os.Remove(filepath.Join(dir, "actions.log")))
+	// What the killed serve left: f deleted on b, still recorded there,
+	// and the record of an owner that died.
+	must(t, os.Remove(filepath.Join(b.root, "f")))
+	must(t, b.st.PutUnclean(state.Unclean{PID: 1, Since: time.Now().Add(-time.Minute), FoundAt: time.Now()}))
+	must(t, os.Remove(filepath.Join(a.root, "f")))
+	if err := a.sync(t, nodes, Options{}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if got := readOrGone(filepath.Join(dir, "actions.log")); !strings.Contains(got, filepath.Join(b.root, "f")) {
+		t.Errorf("the deletion's action did not run on b: %q", got)
+	}
+	if _, ok, _ := b.st.GetFile(filepath.Join(b.root, "f")); ok {
+		t.Error("b still records f")
+	}
+}

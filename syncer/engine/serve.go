@@ -261,15 +261,18 @@ func (r *receiver) cleanLeftovers() bool {
 	return len(r.groups) == len(r.o.View.Groups)
 }
 
-// unrecorded reports whether this node holds cur at path without having
-// recorded it: after an owner of the db died, a copy equal to what the
-// sender sends again may be one that owner applied but never recorded, and
-// its actions never ran.
+// unrecorded reports whether this node holds cur at path (nil: nothing)
+// without having recorded it: after an owner of the db died, a copy equal
+// to what the sender sends again (or a deletion it repeats) may be one that
+// owner applied but never recorded, and its actions never ran.
 func (r *receiver) unrecorded(path string, cur *state.FileRecord) bool {
-	if !r.unclean || cur.Kind == state.KindDir {
+	if !r.unclean || (cur != nil && cur.Kind == state.KindDir) {
 		return false
 	}
 	rec, ok, err := r.o.Store.GetFile(path)
+	if cur == nil { // gone: a deletion that owner applied but never recorded
+		return err == nil && ok && rec.Kind != state.KindDir
+	}
 	return err == nil && (!ok || !rec.SameContent(cur))
 }
 
@@ -578,7 +581,7 @@ func (r *receiver) op(op *proto.Op) error {
 
 	if op.Kind == proto.OpDelete {
 		if !exists {
-			return r.done(op, g, local, nil, proto.AckSame, false, 0)
+			return r.done(op, g, local, nil, proto.AckSame, r.unrecorded(local, nil), 0)
 		}
 		if !op.Forced && !r.matchesBase(op, g, local, &cur, exists) {
 			return r.conflict(op, g, local, &cur, exists)
