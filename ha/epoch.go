@@ -111,33 +111,37 @@ type Failover struct {
 	Reason string
 }
 
-// FailoverDecision decides how the node taking epoch epoch treats the node
-// previousActive that was active before. The handoff was clean when
-// previousActive left a handoff record with Clean=true for epoch-1; then
-// sync is normal. Otherwise policy applies: guard blocks pushes to
-// previousActive, skip-first skips the first sync, off does nothing. An
-// unknown policy is treated as guard, the safe choice. An empty
-// previousActive means no other node was active before: nothing to guard.
-func FailoverDecision(handoffs []state.Handoff, epoch uint64, previousActive, policy string) Failover {
-	if previousActive == "" {
-		return Failover{Clean: true, Reason: "no previous active node known: normal sync"}
+// FailoverDecision decides how a node that just became active treats the
+// previous term prev (the highest (epoch, node) known before it took its
+// epoch). The handoff was clean when prev.Node left a handoff record with
+// Clean=true for prev.Epoch or later: then sync is normal. Otherwise policy
+// applies: guard blocks pushes to prev.Node, skip-first skips the first
+// sync, off does nothing. An unknown policy is treated as guard, the safe
+// choice. No previous term (a fresh cluster), or a previous term of this
+// very node (a restart in place), means nothing to guard.
+func FailoverDecision(handoffs []state.Handoff, prev Term, self, policy string) Failover {
+	switch {
+	case prev.Node == "":
+		return Failover{Clean: true, Reason: "no node was active before: a fresh cluster, normal sync"}
+	case prev.Node == self:
+		return Failover{Clean: true, Reason: fmt.Sprintf("this node held the last term (epoch %d): normal sync", prev.Epoch)}
 	}
 	var seen *state.Handoff
 	for i, h := range handoffs {
-		if h.From != previousActive {
+		if h.From != prev.Node {
 			continue
 		}
 		seen = &handoffs[i]
-		if h.Clean && epoch > 0 && h.Epoch == epoch-1 {
-			return Failover{Clean: true, Reason: fmt.Sprintf("%s handed off cleanly at epoch %d: normal sync", previousActive, h.Epoch)}
+		if h.Clean && h.Epoch >= prev.Epoch {
+			return Failover{Clean: true, Reason: fmt.Sprintf("%s handed off cleanly at epoch %d: normal sync", prev.Node, h.Epoch)}
 		}
 	}
-	why := fmt.Sprintf("no handoff record from %s", previousActive)
+	why := fmt.Sprintf("no handoff record from %s", prev.Node)
 	switch {
 	case seen != nil && !seen.Clean:
-		why = fmt.Sprintf("%s's handoff at epoch %d was not clean", previousActive, seen.Epoch)
+		why = fmt.Sprintf("%s's handoff at epoch %d was not clean", prev.Node, seen.Epoch)
 	case seen != nil:
-		why = fmt.Sprintf("%s's last clean handoff is for epoch %d, not %d", previousActive, seen.Epoch, epoch-1)
+		why = fmt.Sprintf("%s's last clean handoff is for epoch %d, not %d", prev.Node, seen.Epoch, prev.Epoch)
 	}
 	switch policy {
 	case PolicySkipFirst:
@@ -145,8 +149,8 @@ func FailoverDecision(handoffs []state.Handoff, epoch uint64, previousActive, po
 	case PolicyOff:
 		return Failover{Reason: why + ": not guarded (failover-policy off)"}
 	case PolicyGuard:
-		return Failover{Guarded: []string{previousActive}, Reason: why + ": pushes to " + previousActive + " blocked until reconciled (failover-policy guard)"}
+		return Failover{Guarded: []string{prev.Node}, Reason: why + ": pushes to " + prev.Node + " blocked until reconciled (failover-policy guard)"}
 	default:
-		return Failover{Guarded: []string{previousActive}, Reason: fmt.Sprintf("%s: pushes to %s blocked until reconciled (unknown failover-policy %q, treated as guard)", why, previousActive, policy)}
+		return Failover{Guarded: []string{prev.Node}, Reason: fmt.Sprintf("%s: pushes to %s blocked until reconciled (unknown failover-policy %q, treated as guard)", why, prev.Node, policy)}
 	}
 }

@@ -124,27 +124,28 @@ func TestFailoverDecision(t *testing.T) {
 	tests := []struct {
 		name      string
 		handoffs  []state.Handoff
-		prev      string
+		prev      Term
 		policy    string
 		clean     bool
 		guarded   []string
 		skipFirst bool
 		reason    string
 	}{
-		{name: "clean handoff", handoffs: []state.Handoff{clean4}, prev: "node1", policy: "guard", clean: true, reason: "cleanly at epoch 4"},
-		{name: "clean handoff, any policy", handoffs: []state.Handoff{other, clean4}, prev: "node1", policy: "skip-first", clean: true},
-		{name: "no previous active", prev: "", policy: "guard", clean: true, reason: "no previous active"},
-		{name: "no record, guard", prev: "node1", policy: "guard", guarded: []string{"node1"}, reason: "no handoff record from node1"},
-		{name: "unclean record, guard", handoffs: []state.Handoff{unclean4}, prev: "node1", policy: "guard", guarded: []string{"node1"}, reason: "not clean"},
-		{name: "stale record, guard", handoffs: []state.Handoff{old3}, prev: "node1", policy: "guard", guarded: []string{"node1"}, reason: "epoch 3, not 4"},
-		{name: "other node's record only", handoffs: []state.Handoff{other}, prev: "node1", policy: "guard", guarded: []string{"node1"}},
-		{name: "skip-first", prev: "node1", policy: "skip-first", skipFirst: true, reason: "skip-first"},
-		{name: "off", handoffs: []state.Handoff{unclean4}, prev: "node1", policy: "off", reason: "not guarded"},
-		{name: "unknown policy guards", prev: "node1", policy: "yolo", guarded: []string{"node1"}, reason: "treated as guard"},
+		{name: "clean handoff", handoffs: []state.Handoff{clean4}, prev: Term{"node1", 4}, policy: "guard", clean: true, reason: "cleanly at epoch 4"},
+		{name: "clean handoff, any policy", handoffs: []state.Handoff{other, clean4}, prev: Term{"node1", 4}, policy: "skip-first", clean: true},
+		{name: "no previous active", prev: Term{}, policy: "guard", clean: true, reason: "fresh cluster"},
+		{name: "no record, guard", prev: Term{"node1", 4}, policy: "guard", guarded: []string{"node1"}, reason: "no handoff record from node1"},
+		{name: "unclean record, guard", handoffs: []state.Handoff{unclean4}, prev: Term{"node1", 4}, policy: "guard", guarded: []string{"node1"}, reason: "not clean"},
+		{name: "stale record, guard", handoffs: []state.Handoff{old3}, prev: Term{"node1", 4}, policy: "guard", guarded: []string{"node1"}, reason: "epoch 3, not 4"},
+		{name: "restart in place", handoffs: []state.Handoff{unclean4}, prev: Term{"node2", 4}, policy: "guard", clean: true, reason: "this node held the last term"},
+		{name: "other node's record only", handoffs: []state.Handoff{other}, prev: Term{"node1", 4}, policy: "guard", guarded: []string{"node1"}},
+		{name: "skip-first", prev: Term{"node1", 4}, policy: "skip-first", skipFirst: true, reason: "skip-first"},
+		{name: "off", handoffs: []state.Handoff{unclean4}, prev: Term{"node1", 4}, policy: "off", reason: "not guarded"},
+		{name: "unknown policy guards", prev: Term{"node1", 4}, policy: "yolo", guarded: []string{"node1"}, reason: "treated as guard"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got := FailoverDecision(tc.handoffs, 5, tc.prev, tc.policy)
+			got := FailoverDecision(tc.handoffs, tc.prev, "node2", tc.policy)
 			if got.Clean != tc.clean || !slices.Equal(got.Guarded, tc.guarded) || got.SkipFirst != tc.skipFirst {
 				t.Errorf("got %+v; want clean %v guarded %v skip-first %v", got, tc.clean, tc.guarded, tc.skipFirst)
 			}

@@ -1,14 +1,12 @@
 package ha
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"time"
 
 	"ocf-csync/syncer/state"
@@ -79,61 +77,4 @@ func ImportGuardFile(st *state.Store, dir string) error {
 		}
 	}
 	return os.Remove(guardFile(dir))
-}
-
-// PreviousActive is the other node with the highest epoch in the handoff
-// records (clean, or "I am active" marks) and, when Pacemaker answers, in
-// the csync-epoch node attributes.
-func PreviousActive(ctx context.Context, pcmk Pacemaker, hs []state.Handoff, self string) string {
-	best, bestE := "", uint64(0)
-	for _, h := range hs {
-		if h.From != self && h.Epoch > bestE {
-			best, bestE = h.From, h.Epoch
-		}
-	}
-	if pcmk == nil {
-		return best
-	}
-	// This node already published its new epoch (the agent's start), so
-	// the previous active node is the other node with the highest epoch.
-	if attrs, err := pcmk.NodeAttributes(ctx, EpochAttribute); err == nil {
-		names := make([]string, 0, len(attrs))
-		for n := range attrs {
-			names = append(names, n)
-		}
-		sort.Strings(names)
-		for _, n := range names {
-			e, err := strconv.ParseUint(attrs[n], 10, 64)
-			if err == nil && n != self && e > bestE {
-				best, bestE = n, e
-			}
-		}
-	}
-	return best
-}
-
-// Takeover applies the failover policy for this node (self), active at
-// epoch: it records the epoch if the store is behind, decides about the
-// previous active node, and blocks the peers the decision guards.
-func Takeover(ctx context.Context, st *state.Store, pcmk Pacemaker, self string, epoch uint64, policy string) (Failover, string, error) {
-	hs, err := st.Handoffs()
-	if err != nil {
-		return Failover{}, "", err
-	}
-	// The agent recorded it already; a daemon started by hand records it here.
-	if cur, err := st.Epoch(); err != nil {
-		return Failover{}, "", err
-	} else if cur < epoch {
-		if err := st.SetEpoch(epoch); err != nil {
-			return Failover{}, "", err
-		}
-	}
-	prev := PreviousActive(ctx, pcmk, hs, self)
-	f := FailoverDecision(hs, epoch, prev, policy)
-	for _, p := range f.Guarded {
-		if err := Block(st, p, f.Reason); err != nil {
-			return f, prev, err
-		}
-	}
-	return f, prev, nil
 }

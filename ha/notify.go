@@ -25,6 +25,9 @@ const (
 	EventFinalSyncIncomplete = "final-sync-incomplete"
 	EventMassDeleteRefused   = "mass-delete-refused" // a cycle would delete more than the safety block allows
 	EventRootRefused         = "root-refused"        // an include root vanished, emptied or changed file system (here or on PEER)
+	// EventNotCurrent: this node became active with data that is not
+	// current and could not catch up from a current peer.
+	EventNotCurrent = "not-current"
 	DefaultNotifyTimeout     = 30 * time.Second
 	notifyOutputLimit        = 4096
 )

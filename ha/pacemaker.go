@@ -31,6 +31,13 @@ const (
 // EpochAttribute is the permanent node attribute carrying each node's epoch.
 const EpochAttribute = "csync-epoch"
 
+// CurrentAttribute is the permanent node attribute saying whether a node's
+// data is current: 1 when the last active node's final sync or last cycle
+// brought it fully up to date, else 0. A location rule with a finite score
+// can prefer current nodes; it must never be -inf (that would block a
+// crash failover).
+const CurrentAttribute = "csync-current"
+
 // Pacemaker is what ocf-csync asks of the cluster manager.
 type Pacemaker interface {
 	// Status is the cluster status as crm_mon sees it from this node.

@@ -34,6 +34,12 @@ const (
 // (hasBase false: none). It is the reconciliation policy; the engine only
 // found the difference.
 func Sort(local, remote, base *state.FileRecord, ig config.Ignore) Verdict {
+	if (base == nil || base.Kind == state.KindNone) && local != nil && remote != nil && local.SameContent(remote) {
+		// Never agreed, but the same content (or a directory on both
+		// sides, e.g. two mkdirs of a fresh cluster): nothing conflicts;
+		// the active node's metadata wins.
+		return VerdictPush
+	}
 	differs := func(r *state.FileRecord) bool {
 		if base == nil || base.Kind == state.KindNone {
 			return r != nil
@@ -102,6 +108,9 @@ func Reconcile(ctx context.Context, o engine.CompareOptions, st *state.Store, pe
 			}
 		case VerdictPush:
 			out.Push = append(out.Push, d.Path)
+			if bp == nil && d.Local != nil && d.Remote != nil && d.Local.SameContent(d.Remote) {
+				b.PutBase(peer, d.Path, d.Remote) // agreed content: only metadata travels
+			}
 			b.MarkDirty(peer, d.Path, state.DirtyRecord{MarkedNs: now})
 		default:
 			out.Conflicts = append(out.Conflicts, d.Path)
@@ -183,4 +192,75 @@ func ReconcileGuarded(ctx context.Context, o GuardOptions) []string {
 		lifted = append(lifted, peer)
 	}
 	return lifted
+}
+
+// SettleConflicts drops every recorded conflict whose two sides agree
+// again, whoever made them agree (a push, force, resolve, or an admin
+// copying the file by hand): it compares each conflicted path with its
+// peer, and where both hold the same content it records that as agreed and
+// marks the path dirty, so that the next push (metadata only) settles the
+// peer's record too. A peer that cannot be compared keeps its conflicts.
+// It returns the paths it settled.
+func SettleConflicts(ctx context.Context, o engine.CompareOptions, st *state.Store) ([]string, error) {
+	byPeer := map[string][]string{}
+	err := st.Conflicts(func(c state.Conflict) error {
+		byPeer[c.Peer] = append(byPeer[c.Peer], c.Path)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	var settled []string
+	now := time.Now().UnixNano()
+	for peer, paths := range byPeer {
+		co := o
+		co.Store, co.Peers, co.Paths = st, []string{peer}, paths
+		cr := engine.Compare(ctx, co)
+		if len(cr.Errors) > 0 {
+			continue
+		}
+		differ := map[string]*engine.Difference{}
+		for i, d := range cr.Diffs {
+			differ[d.Path] = &cr.Diffs[i]
+		}
+		b := st.NewBatch()
+		var done []string
+		for _, p := range paths {
+			d, ok := differ[p]
+			var agreed *state.FileRecord
+			switch {
+			case !ok:
+				// Equal, or absent on both sides.
+				rec, exists, err := st.GetFile(p)
+				if err != nil {
+					b.Cancel()
+					return settled, err
+				}
+				if exists {
+					agreed = &rec
+				}
+			case d.Local != nil && d.Remote != nil && d.Local.SameContent(d.Remote):
+				agreed = d.Remote
+			default:
+				continue
+			}
+			if agreed != nil {
+				b.PutBase(peer, p, agreed)
+			} else {
+				b.DeleteBase(peer, p)
+			}
+			b.MarkDirty(peer, p, state.DirtyRecord{MarkedNs: now})
+			done = append(done, p)
+		}
+		if err := b.CommitDurable(); err != nil {
+			return settled, err
+		}
+		for _, p := range done {
+			if err := st.DeleteConflict(p, peer); err != nil {
+				return settled, err
+			}
+			settled = append(settled, p)
+		}
+	}
+	return settled, nil
 }

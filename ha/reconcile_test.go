@@ -35,6 +35,9 @@ func TestSort(t *testing.T) {
 		{"new only here", f("a", 1), nil, nil, VerdictPush},
 		{"new only there", nil, f("a", 1), nil, VerdictStranded},
 		{"directory mtime only", dir(5), dir(6), dir(1), VerdictPush},
+		{"no base, a directory on both sides", dir(5), dir(6), nil, VerdictPush},
+		{"no base, same content", f("x", 5), f("x", 9), nil, VerdictPush},
+		{"no base, other content", f("x", 5), f("y", 9), nil, VerdictConflict},
 		{"file mode changed only there", f("x", 1), &state.FileRecord{Kind: state.KindReg, Mode: 0o600, Size: 1, MtimeNs: 1, Hash: f("x", 1).Hash}, f("x", 1), VerdictStranded},
 	} {
 		if got := Sort(tc.local, tc.remote, tc.base, config.Ignore{}); got != tc.want {
@@ -154,5 +157,52 @@ func TestImportGuardFile(t *testing.T) {
 	}
 	if err := ImportGuardFile(st, dir); err != nil {
 		t.Errorf("a second import without the file: %v", err)
+	}
+}
+
+// A conflict disappears once both sides agree again, whoever made them
+// agree: here an admin copies the file by hand on the peer.
+func TestSettleConflicts(t *testing.T) {
+	nodes := enginetest.Nodes(t, "", "a", "b")
+	a, b := nodes["a"], nodes["b"]
+	a.Write(t, "f", "v1")
+	a.Write(t, "g", "v1")
+	if err := a.Sync(t, nodes, engine.Options{}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	a.Write(t, "f", "a's edit")
+	b.Write(t, "f", "b's edit")
+	a.Write(t, "g", "a's edit")
+	b.Write(t, "g", "b's edit")
+	res := a.Sync(t, nodes, engine.Options{})
+	if res.Peers[0].Conflicts != 2 {
+		t.Fatalf("want 2 conflicts, got %+v", res.Peers[0])
+	}
+	count := func(n *enginetest.Node) int {
+		c := 0
+		_ = n.Store.Conflicts(func(state.Conflict) error { c++; return nil })
+		return c
+	}
+	if count(a) != 2 || count(b) != 2 {
+		t.Fatalf("conflict records: a %d, b %d; want 2 each", count(a), count(b))
+	}
+	b.Write(t, "f", "a's edit") // the admin settles f by hand
+	settled, err := SettleConflicts(context.Background(), a.CompareOptions(nodes), a.Store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(settled) != 1 || settled[0] != a.Path("f") {
+		t.Fatalf("settled %q, want [f]", settled)
+	}
+	if count(a) != 1 {
+		t.Errorf("a still has %d conflicts, want 1 (g)", count(a))
+	}
+	// The next push settles b's record of f too, and g stays a conflict.
+	a.Sync(t, nodes, engine.Options{})
+	if count(b) != 1 || count(a) != 1 {
+		t.Errorf("after the push: conflicts a %d, b %d; want 1 each (g)", count(a), count(b))
+	}
+	if got := b.Read("g"); got != "b's edit" {
+		t.Errorf("g on b = %q: a conflict was overwritten", got)
 	}
 }

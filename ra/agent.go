@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"ocf-csync/ocf"
-	"ocf-csync/syncer/state"
 )
 
 // IO is what the agent takes from its process.
@@ -31,20 +30,19 @@ type Agent struct {
 	Stderr   io.Writer
 	Log      *slog.Logger
 	Daemon   Daemon
-	Epochs   Epochs
 	Now      func() time.Time
 	NodeName func(ctx context.Context) (string, error)
 	Self     func() (string, error) // this executable
 }
 
-// New returns an agent with the real daemon, epochs and ocf_log logging.
+// New returns an agent with the real daemon and ocf_log logging.
 func New(o IO, name string) *Agent {
 	env := ocf.NewEnv(o.Environ)
 	log := slog.New(ocf.NewLogHandler(ocf.LogOptionsFromEnv(env, name, o.Stderr)))
 	return &Agent{
 		Name: name, Env: env, Environ: o.Environ, Stdout: o.Stdout, Stderr: o.Stderr, Log: log,
-		Daemon: ProcessDaemon{}, Epochs: StoreEpochs{Log: log.With("component", "state")},
-		Now: time.Now, NodeName: defaultNodeName, Self: os.Executable,
+		Daemon: ProcessDaemon{},
+		Now:    time.Now, NodeName: defaultNodeName, Self: os.Executable,
 	}
 }
 
@@ -156,9 +154,9 @@ func (a *Agent) opTimeout(def time.Duration) time.Duration {
 	return time.Duration(a.Env.TimeoutMs(def.Milliseconds())) * time.Millisecond
 }
 
-func (a *Agent) daemonParams(p *Params, bin string, epoch uint64) DaemonParams {
+func (a *Agent) daemonParams(p *Params, bin string) DaemonParams {
 	return DaemonParams{
-		Binary: bin, Config: p.Config, Node: p.Node, StateDir: p.stateDir(), Epoch: epoch,
+		Binary: bin, Config: p.Config, Node: p.Node, StateDir: p.stateDir(),
 		ClusterIP: p.ClusterIP, IPResource: p.IPResource, FailoverPolicy: p.FailoverPolicy,
 		Stranded: p.Stranded, Notify: p.Notify, RescanInterval: p.RescanInterval,
 		StatusFile: p.StatusFile(), StopFile: p.StopFile(), LogFile: a.Env.Get("HA_LOGFILE"),
@@ -196,15 +194,13 @@ func (a *Agent) start(ctx context.Context, p *Params, perr error) error {
 	if err != nil {
 		return &ocf.Error{Status: ocf.ErrInstalled, Reason: err.Error()}
 	}
-	epoch, err := a.Epochs.Take(ctx, p)
-	if err != nil {
-		reason := "take the epoch: " + err.Error()
-		if errors.Is(err, state.ErrLocked) {
-			reason += " (is an ocf-csync daemon or command of this config still running?)"
-		}
-		return &ocf.Error{Status: ocf.ErrGeneric, Reason: reason}
-	}
-	dp := a.daemonParams(p, bin, epoch)
+	// The daemon takes an epoch itself, when this node becomes active
+	// (now, if it holds the cluster IP; else later, or never).
+	dp := a.daemonParams(p, bin)
+	// The daemon may catch up from a current peer before it is ready:
+	// that must end well inside the start timeout.
+	dp.StartTimeout = max(a.opTimeout(60*time.Second)-5*time.Second, time.Second)
+	var epoch uint64
 	record := func(pid int) error {
 		ps, _ := procStart(pid)
 		return WriteState(p.StateFile(), &State{Pid: pid, PidStart: ps, Epoch: epoch, Config: p.Config,
@@ -219,12 +215,22 @@ func (a *Agent) start(ctx context.Context, p *Params, perr error) error {
 		a.cleanup(p)
 		return &ocf.Error{Status: ocf.ErrGeneric, Reason: err.Error()}
 	}
+	h, _ := a.Daemon.Health(ctx, dp)
+	epoch = h.Epoch
 	if err := record(pid); err != nil {
 		_ = a.Daemon.Stop(ctx, dp, pid, a.Now())
 		a.cleanup(p)
 		return &ocf.Error{Status: ocf.ErrGeneric, Reason: err.Error()}
 	}
-	a.Log.Info("started", "pid", pid, "epoch", epoch, "node", p.Node, "config", p.Config)
+	if h.Role == RoleStandby {
+		a.Log.Warn("started as a standby: this node does not hold the cluster IP, so it takes no epoch and pushes nothing until it does",
+			"pid", pid, "node", p.Node, "why", h.RoleWhy)
+	} else {
+		a.Log.Info("started", "pid", pid, "epoch", epoch, "node", p.Node, "config", p.Config)
+	}
+	for _, w := range h.StartWarnings {
+		a.Log.Warn(w)
+	}
 	return nil
 }
 
@@ -261,8 +267,11 @@ func (a *Agent) stop(ctx context.Context, p *Params) error {
 		deadline := begin.Add(timeout - margin)
 		sctx, cancel := context.WithDeadline(ctx, begin.Add(timeout-time.Second))
 		defer cancel()
-		dp := a.daemonParams(p, "", s.Epoch)
+		dp := a.daemonParams(p, "")
 		dp.Config, dp.Node, dp.StateDir = s.Config, s.Node, s.StateDir
+		if h, err := a.Daemon.Health(ctx, dp); err == nil && h.Epoch > 0 {
+			s.Epoch = h.Epoch // it became active after the start
+		}
 		err := a.Daemon.Stop(sctx, dp, s.Pid, deadline)
 		if s.alive() {
 			return &ocf.Error{Status: ocf.ErrGeneric, Reason: fmt.Sprintf("daemon (pid %d) does not stop: %v", s.Pid, err)}
@@ -300,7 +309,7 @@ func (a *Agent) monitor(ctx context.Context, p *Params, status bool) error {
 		say("stopped")
 		return &ocf.Error{Status: ocf.ErrGeneric, Reason: fmt.Sprintf("daemon (pid %d)", s.Pid), Err: errDied}
 	}
-	dp := a.daemonParams(p, "", s.Epoch)
+	dp := a.daemonParams(p, "")
 	h, err := a.Daemon.Health(ctx, dp)
 	if err != nil {
 		say("running")

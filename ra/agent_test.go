@@ -64,10 +64,6 @@ func (f *fakeDaemon) Health(ctx context.Context, p DaemonParams) (Health, error)
 	return f.health, nil
 }
 
-type fakeEpochs struct{ n uint64 }
-
-func (e *fakeEpochs) Take(ctx context.Context, p *Params) (uint64, error) { e.n++; return e.n, nil }
-
 // fixture is a config whose one group has this node and one peer, with
 // every file validate-all looks for, all under a temp dir.
 type fixture struct {
@@ -121,7 +117,7 @@ func (f *fixture) agent(t *testing.T, extra ...string) *testAgent {
 	a := &Agent{
 		Name: "mirror", Env: ocf.NewEnv(env), Environ: env, Stdout: &out, Stderr: &errb,
 		Log:    slog.New(ocf.NewLogHandler(ocf.LogOptions{Tag: "mirror(m1)", Stderr: &errb})),
-		Daemon: d, Epochs: &fakeEpochs{}, Now: time.Now,
+		Daemon: d, Now: time.Now,
 		NodeName: func(context.Context) (string, error) { return "node1", nil },
 		Self:     func() (string, error) { return "/bin/true", nil },
 	}

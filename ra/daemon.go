@@ -21,17 +21,19 @@ type DaemonParams struct {
 	Config         string
 	Node           string
 	StateDir       string
-	Epoch          uint64 // taken by start before the daemon runs
 	ClusterIP      string // OCF overrides of the config's ha block; "" or 0: the config's
 	IPResource     string
 	FailoverPolicy string
 	Stranded       string
 	Notify         string
 	RescanInterval time.Duration
-	StatusFile     string   // the daemon writes its Health here, atomically
-	StopFile       string   // Stop writes the final-sync deadline here before SIGTERM
-	LogFile        string   // HA_LOGFILE: the daemon's stderr is appended there
-	Environ        []string // the daemon's environment
+	// StartTimeout bounds what the daemon does before it reports ready
+	// (a catch-up from a current peer); 0: its default.
+	StartTimeout time.Duration
+	StatusFile   string   // the daemon writes its Health here, atomically
+	StopFile     string   // Stop writes the final-sync deadline here before SIGTERM
+	LogFile      string   // HA_LOGFILE: the daemon's stderr is appended there
+	Environ      []string // the daemon's environment
 	// Spawned, if set, is called with the pid as soon as the process exists
 	// and before it is ready, so the caller can record it and a start that
 	// times out leaves nothing behind that stop cannot find.
@@ -65,11 +67,11 @@ type Health struct {
 	Pid       int       `json:"pid"`
 	State     string    `json:"state"`
 	Error     string    `json:"error,omitempty"`
-	Epoch     uint64    `json:"epoch,omitempty"`
+	Epoch     uint64    `json:"epoch,omitempty"` // of this node's term; 0 until it became active
 	Updated   time.Time `json:"updated"`
 	LastSync  time.Time `json:"last_sync,omitzero"`
 	LastError string    `json:"last_error,omitempty"`
-	Role      string    `json:"role,omitempty"` // active or standby, per the gate
+	Role      string    `json:"role,omitempty"` // RoleActive or RoleStandby, per the gate
 	RoleWhy   string    `json:"role_reason,omitempty"`
 	IPHolder  string    `json:"ip_holder,omitempty"`
 	// Watch: the inotify watch runs (live sync); rescans run regardless.
@@ -83,7 +85,19 @@ type Health struct {
 	// Refusals: what the last cycle held back to protect data (a vanished
 	// or replaced include root, a mass deletion, a peer's changed root).
 	Refusals []state.Refusal `json:"refusals,omitempty"`
+	// StartWarnings are said by the agent's start (e.g. a catch-up that
+	// found no current peer).
+	StartWarnings []string `json:"start_warnings,omitempty"`
+	// NotCurrent says why this node's data is not current while it waits
+	// for a catch-up from a current peer; pushes wait until then.
+	NotCurrent string `json:"not_current,omitempty"`
 }
+
+// Roles in Health.Role.
+const (
+	RoleActive  = "active"
+	RoleStandby = "standby"
+)
 
 // PeerHealth is one peer as the daemon last saw it.
 type PeerHealth struct {
@@ -109,6 +123,9 @@ func (h Health) Problems(now time.Time, threshold time.Duration) []string {
 	}
 	for _, r := range h.Refusals {
 		out = append(out, r.String())
+	}
+	if h.NotCurrent != "" {
+		out = append(out, "this node's data is not current ("+h.NotCurrent+"); it pushes nothing until it caught up from a current peer")
 	}
 	for _, p := range h.Peers {
 		if !p.FailingSince.IsZero() && now.Sub(p.FailingSince) >= threshold {
@@ -157,7 +174,7 @@ func ReadStopDeadline(path string) (time.Time, bool) {
 }
 
 // ProcessDaemon starts "<binary> --config C --node N --state-dir D daemon
-// --status-file S --stop-file F --epoch E [overrides]" in its own session,
+// --status-file S --stop-file F [overrides]" in its own session,
 // with stdin and stdout on /dev/null and stderr appended to HA_LOGFILE (or
 // /dev/null). Ready means the status file shows its pid in state running.
 type ProcessDaemon struct {
@@ -176,8 +193,7 @@ func (d ProcessDaemon) poll() time.Duration {
 // binary runs in CLI mode whatever its file is called).
 func DaemonArgs(p DaemonParams) []string {
 	args := []string{"ocf-csync", "--config", p.Config, "--node", p.Node, "--state-dir", p.StateDir,
-		"daemon", "--status-file", p.StatusFile, "--stop-file", p.StopFile,
-		"--epoch", strconv.FormatUint(p.Epoch, 10)}
+		"daemon", "--status-file", p.StatusFile, "--stop-file", p.StopFile}
 	opt := func(flag, v string) {
 		if v != "" {
 			args = append(args, flag, v)
@@ -190,6 +206,9 @@ func DaemonArgs(p DaemonParams) []string {
 	opt("--notify", p.Notify)
 	if p.RescanInterval > 0 {
 		opt("--rescan-interval", strconv.Itoa(int(p.RescanInterval/time.Second)))
+	}
+	if p.StartTimeout > 0 {
+		opt("--start-timeout", strconv.Itoa(int(p.StartTimeout/time.Second)))
 	}
 	return args
 }

@@ -38,7 +38,7 @@ func daemonFixture(t *testing.T, mode string) DaemonParams {
 		t.Fatal(err)
 	}
 	return DaemonParams{
-		Binary: bin, Config: "/etc/x.cfg", Node: "node1", StateDir: dir, Epoch: 3,
+		Binary: bin, Config: "/etc/x.cfg", Node: "node1", StateDir: dir,
 		StatusFile: filepath.Join(dir, "s.status"), StopFile: filepath.Join(dir, "s.stop"),
 		Environ: []string{"PATH=/usr/bin:/bin", "FAKE_MODE=" + mode},
 	}
@@ -128,10 +128,30 @@ func TestProcessDaemonStartFailures(t *testing.T) {
 }
 
 func TestDaemonArgs(t *testing.T) {
-	got := strings.Join(DaemonArgs(DaemonParams{Config: "/c", Node: "n", StateDir: "/s", Epoch: 7,
+	got := strings.Join(DaemonArgs(DaemonParams{Config: "/c", Node: "n", StateDir: "/s",
 		StatusFile: "/r/x.status", StopFile: "/r/x.stop", ClusterIP: "10.0.0.1", RescanInterval: 90 * time.Second}), " ")
-	want := "ocf-csync --config /c --node n --state-dir /s daemon --status-file /r/x.status --stop-file /r/x.stop --epoch 7 --cluster-ip 10.0.0.1 --rescan-interval 90"
+	want := "ocf-csync --config /c --node n --state-dir /s daemon --status-file /r/x.status --stop-file /r/x.stop --cluster-ip 10.0.0.1 --rescan-interval 90"
 	if got != want {
 		t.Errorf("args\n got %s\nwant %s", got, want)
+	}
+}
+
+func TestGuardRetryBackoff(t *testing.T) {
+	g := newGuardRetry()
+	var waits []time.Duration
+	for range 7 {
+		waits = append(waits, g.backoff)
+		g.arm([]string{"node1"})
+		g.fired()
+	}
+	want := []time.Duration{1, 2, 4, 8, 16, 30, 30}
+	for i := range want {
+		if waits[i] != want[i]*time.Second {
+			t.Fatalf("retry waits %v, want 1s doubling to a 30s cap", waits)
+		}
+	}
+	g.arm(nil) // nobody blocked any more: the next guard starts short again
+	if g.backoff != time.Second || g.armed {
+		t.Errorf("after the guard emptied: backoff %v armed %v", g.backoff, g.armed)
 	}
 }

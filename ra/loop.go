@@ -13,8 +13,10 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"maps"
 	"path/filepath"
 	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -30,26 +32,39 @@ const DefaultFinalSync = 30 * time.Second
 type DaemonOptions struct {
 	StatusFile     string        // Health goes here (JSON)
 	StopFile       string        // the final-sync deadline is read from here on SIGTERM
-	Epoch          uint64        // the epoch the agent took at start
 	RescanInterval time.Duration // 0: the config's ha rescan-interval
+	StartTimeout   time.Duration // bounds the catch-up before ready; 0: DefaultStartTimeout
 }
+
+// DefaultStartTimeout bounds the catch-up at start when the agent gave no
+// start timeout.
+const DefaultStartTimeout = 55 * time.Second
 
 // daemon is one run of the sync daemon.
 type daemon struct {
-	l     *Local
-	o     DaemonOptions
-	h     Health
-	epoch uint64
+	l *Local
+	o DaemonOptions
+	h Health
+	// The term: active is set the first time the gate passes in this run;
+	// only then does the node take an epoch (DESIGN §2).
+	active      bool
+	epoch       uint64
+	markPending bool // the first cycle of the term tells the peers
+	skipFirst   bool
+	// catchUp is set while this node became active with data that is not
+	// current and has not caught up from a current peer yet.
+	catchUp *catchUp
+	current     map[string]string // csync-current as last published, by node
 	// connect opens the per-peer sessions of every push. It is the seam
 	// for persistent sessions: a pool that keeps them open between cycles
 	// replaces it here.
 	connect engine.Connector
 }
 
-// RunDaemon runs the daemon until ctx ends, then runs the final sync.
+// RunDaemon runs the daemon until ctx ends, then, if this node became
+// active, runs the final sync.
 func RunDaemon(ctx context.Context, l *Local, o DaemonOptions) error {
-	d := &daemon{l: l, o: o, epoch: o.Epoch,
-		h: Health{Pid: os.Getpid(), State: StateStarting, Epoch: o.Epoch}}
+	d := &daemon{l: l, o: o, h: Health{Pid: os.Getpid(), State: StateStarting}, current: map[string]string{}}
 	log := l.logger()
 	interval := l.Config.HA.RescanInterval
 	if o.RescanInterval > 0 {
@@ -59,30 +74,18 @@ func RunDaemon(ctx context.Context, l *Local, o DaemonOptions) error {
 		log.Warn("record the agent's ha parameters for the CLI", "err", err)
 	}
 	d.connect = l.Connector()
+	if _, err := d.activate(ctx); err != nil {
+		return d.fail(err)
+	}
 	d.h.State = StateRunning
 	d.report()
-	log.Info("running", "node", l.View.Name, "epoch", d.epoch, "rescan", interval)
-	l.Notify(ctx, ha.EventStart, "", fmt.Sprintf("daemon started at epoch %d", d.epoch))
-
-	skipFirst := false
-	if d.epoch > 0 {
-		var err error
-		if skipFirst, err = d.takeover(ctx); err != nil {
-			return d.fail(err)
-		}
-	}
-	first := true
-	run := func(ctx context.Context, c Cycle) engine.Result {
-		if first && d.epoch > 0 {
-			c.Mark = &state.Handoff{Epoch: d.epoch, From: l.View.Name, UpToNs: time.Now().UnixNano()}
-		}
-		if first && skipFirst {
-			first = false
-			log.Info("failover-policy skip-first: first sync after takeover skipped")
-			return engine.Result{}
-		}
-		first = false
-		return d.cycle(ctx, c)
+	if d.active {
+		log.Info("running", "node", l.View.Name, "epoch", d.epoch, "rescan", interval)
+		l.Notify(ctx, ha.EventStart, "", fmt.Sprintf("daemon started at epoch %d", d.epoch))
+	} else {
+		log.Warn("running as a standby: no epoch taken, nothing pushed until this node holds the cluster IP",
+			"node", l.View.Name, "why", d.h.RoleWhy)
+		l.Notify(ctx, ha.EventStart, "", "daemon started as a standby: "+d.h.RoleWhy)
 	}
 	var changes <-chan []string
 	if l.HA().Watch {
@@ -96,28 +99,58 @@ func RunDaemon(ctx context.Context, l *Local, o DaemonOptions) error {
 	now := make(chan os.Signal, 1)
 	signal.Notify(now, syscall.SIGUSR1) // `ocf-csync sync` from cron: sync now
 	defer signal.Stop(now)
-	run(ctx, Cycle{})
+	d.cycle(ctx, Cycle{})
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	retry := newGuardRetry()
+	poll := time.NewTicker(onlinePoll)
+	defer poll.Stop()
+	pcmk := ha.NewCLI()
 	for ctx.Err() == nil {
+		if d.active {
+			waiting := d.h.Blocked
+			if d.catchUp != nil {
+				waiting = append(slices.Clone(waiting), "catch-up")
+			}
+			retry.arm(waiting)
+		}
 		select {
 		case <-ctx.Done():
+		case <-retry.timer.C:
+			retry.fired()
+			d.retryGuard(ctx)
+		case <-poll.C:
+			if d.active && len(d.h.Blocked)+len(d.peersIfCatchingUp()) > 0 && d.h.PacemakerSeen &&
+				retry.cameOnline(ctx, pcmk, append(slices.Clone(d.h.Blocked), d.peersIfCatchingUp()...)) {
+				d.l.logger().Info("failover guard: a blocked peer is online again; reconciling now", "blocked", d.h.Blocked)
+				d.retryGuard(ctx)
+			}
 		case <-t.C:
-			run(ctx, Cycle{})
+			d.cycle(ctx, Cycle{})
 		case <-now:
-			run(ctx, Cycle{})
+			d.cycle(ctx, Cycle{})
 		case batch, ok := <-changes:
 			switch {
 			case !ok:
 				changes = nil
 			case batch == nil:
-				run(ctx, Cycle{})
+				d.cycle(ctx, Cycle{})
 			default:
-				run(ctx, Cycle{Paths: batch, Parents: parentsOf(batch)})
+				d.cycle(ctx, Cycle{Paths: batch, Parents: parentsOf(batch)})
 			}
 		}
 	}
-	d.finalSync(ctx, run)
+	d.h.State = StateStopping
+	d.report()
+	if d.active {
+		d.finalSync(ctx)
+	} else {
+		// A standby's stop has nothing to hand over: it never pushed.
+		log.Info("stopping a standby: no final sync, no handoff")
+	}
+	l.Notify(context.WithoutCancel(ctx), ha.EventStop, "", fmt.Sprintf("daemon stopped at epoch %d", d.epoch))
+	d.h.State = StateStopped
+	d.report()
 	return nil
 }
 
@@ -134,30 +167,153 @@ func (d *daemon) fail(err error) error {
 	return err
 }
 
-// takeover applies the failover policy at the daemon's epoch: it returns
-// whether the first sync is to be skipped, and blocks the previous active
-// node (guard) unless it handed off cleanly.
-func (d *daemon) takeover(ctx context.Context) (skipFirst bool, err error) {
-	st, err := d.l.OpenStore(ctx, false)
+// activate starts this node's term the first time the gate passes in this
+// run: it takes the next epoch and applies the failover policy to the
+// previous active node. It reports whether the node is active.
+func (d *daemon) activate(ctx context.Context) (bool, error) {
+	if d.active {
+		return true, nil
+	}
+	l, log := d.l, d.l.logger()
+	g, err := l.Gate().Active(ctx)
+	d.role(g)
+	if !g.Active {
+		if err != nil {
+			log.Warn("cannot tell whether this node is active; standby for now", "err", err)
+		}
+		return false, nil
+	}
+	st, err := l.OpenStore(ctx, false)
 	if err != nil {
 		return false, err
 	}
 	defer st.Close()
-	f, prev, err := ha.Takeover(ctx, st, ha.NewCLI(), d.l.View.Name, d.epoch, d.l.HA().FailoverPolicy)
+	files, err := st.CountFiles()
 	if err != nil {
 		return false, err
 	}
-	d.l.logger().Info("takeover", "epoch", d.epoch, "previous", prev, "decision", f.Reason)
-	for _, p := range f.Guarded {
-		d.l.Notify(ctx, ha.EventTakeoverUnclean, p, f.Reason)
+	own, err := st.Epoch()
+	if err != nil {
+		return false, err
 	}
-	return f.SkipFirst, st.Close()
+	hadState := files > 0 || own > 0
+	a, err := ha.BecomeActive(ctx, st, ha.NewCLI(), l.View.Name, l.HA().FailoverPolicy)
+	if err != nil {
+		return false, err
+	}
+	if a.PublishErr != nil {
+		log.Warn("epoch recorded but not published to Pacemaker", "epoch", a.Epoch, "err", a.PublishErr)
+	}
+	d.active, d.epoch, d.h.Epoch = true, a.Epoch, a.Epoch
+	d.markPending, d.skipFirst = true, a.Failover.SkipFirst
+	log.Info("became active", "epoch", a.Epoch, "previous", a.Previous.String(), "decision", a.Failover.Reason)
+	for _, p := range a.Failover.Guarded {
+		l.Notify(ctx, ha.EventTakeoverUnclean, p, a.Failover.Reason)
+	}
+	if need, why := ha.CatchUpNeed(ctx, d.pcmk(), l.View.Name, a.Previous, hadState); need {
+		d.catchUp = &catchUp{why: why, prev: a.Previous}
+		d.h.NotCurrent = why
+		log.Warn("this node's data is not current: catching up from a current peer first", "why", why)
+		d.tryCatchUp(ctx, st, true)
+	} else {
+		log.Debug("no catch-up needed", "why", why)
+	}
+	return true, st.Close()
+}
+
+// catchUp is a pending catch-up.
+type catchUp struct {
+	why      string
+	prev     ha.Term
+	notified bool
+}
+
+// pcmk is the Pacemaker adapter, or nil when the gate found none.
+func (d *daemon) pcmk() ha.Pacemaker {
+	if !d.h.PacemakerSeen {
+		return nil
+	}
+	return ha.NewCLI()
+}
+
+// tryCatchUp pulls what this node lacks from the first current peer that
+// answers. Without one it stays not current (degraded, notified once), and
+// the guard's retry loop tries again.
+func (d *daemon) tryCatchUp(ctx context.Context, st *state.Store, atStart bool) {
+	l, log := d.l, d.l.logger()
+	cu := d.catchUp
+	if atStart {
+		timeout := d.o.StartTimeout
+		if timeout <= 0 {
+			timeout = DefaultStartTimeout
+		}
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	begin := time.Now()
+	peers := ha.CurrentPeers(ctx, d.pcmk(), l.View.Name, cu.prev, engine.AllPeers(l.View))
+	var tried []string
+	for _, p := range peers {
+		co := engine.CompareOptions{View: l.View, Connect: d.connect, Ignore: l.Config.Ignore, Log: log}
+		r, err := ha.CatchUp(ctx, co, st, p, l.Config.Tempdir)
+		if err != nil {
+			tried = append(tried, fmt.Sprintf("%s: %v", p, err))
+			log.Warn("catch-up failed", "peer", p, "err", err)
+			continue
+		}
+		log.Info("caught up", "peer", p, "pulled", len(r.Pulled), "kept", len(r.Kept), "conflicts", len(r.Conflicts),
+			"problems", len(r.Problems), "took", time.Since(begin).Round(time.Millisecond))
+		for _, pr := range r.Problems {
+			log.Warn("catch-up: not pulled", "peer", p, "problem", pr)
+		}
+		d.catchUp, d.h.NotCurrent = nil, ""
+		return
+	}
+	why := "no current peer is online (no other node has csync-current=1)"
+	if len(tried) > 0 {
+		why = "no current peer answered: " + strings.Join(tried, "; ")
+	}
+	d.h.NotCurrent = cu.why + "; " + why
+	if atStart {
+		d.h.StartWarnings = append(d.h.StartWarnings, "started with data that is not current ("+d.h.NotCurrent+"); pushes wait until a current peer answers")
+	}
+	if !cu.notified {
+		cu.notified = true
+		l.Notify(ctx, ha.EventNotCurrent, "", d.h.NotCurrent)
+	}
+	log.Warn("not current, and no catch-up possible yet; pushes wait", "why", d.h.NotCurrent)
+}
+
+// role records the gate's answer in the status file's fields.
+func (d *daemon) role(g ha.Decision) {
+	d.h.Role, d.h.RoleWhy, d.h.IPHolder = RoleStandby, g.Reason, g.IPHolder
+	d.h.PacemakerSeen = g.PacemakerPresent
+	if g.Active {
+		d.h.Role = RoleActive
+	}
 }
 
 // cycle runs one cycle and records its outcome in the status file.
 func (d *daemon) cycle(ctx context.Context, c Cycle) engine.Result {
 	log := d.l.logger()
-	res, err := d.push(ctx, c)
+	var res engine.Result
+	active, err := d.activate(ctx)
+	switch {
+	case err != nil:
+		err = fmt.Errorf("become active: %w", err)
+	case active && d.markPending:
+		// The first cycle of the term tells every peer who is active now.
+		d.markPending = false
+		c.Mark = &state.Handoff{Epoch: d.epoch, From: d.l.View.Name, UpToNs: time.Now().UnixNano()}
+		if d.skipFirst {
+			log.Info("failover-policy skip-first: first sync after takeover skipped")
+			return res
+		}
+		res, err = d.push(ctx, c)
+	default:
+		res, err = d.push(ctx, c)
+	}
 	now := time.Now()
 	d.h.LastSync, d.h.LastError = now, ""
 	if err != nil {
@@ -201,19 +357,83 @@ func (d *daemon) push(ctx context.Context, c Cycle) (engine.Result, error) {
 		return engine.Result{}, err
 	}
 	defer st.Close()
-	guard, err := ha.BlockedPeers(st)
+	guard, _, err := d.reconcile(ctx, st)
 	if err != nil {
 		return engine.Result{}, err
 	}
-	if len(guard) > 0 {
+	log := l.logger()
+	if d.catchUp != nil {
+		// Not current: nothing of this node's may reach a peer before it
+		// caught up (its tree may be empty or stale).
+		guard = maps.Clone(guard)
+		for _, p := range engine.AllPeers(l.View) {
+			if _, ok := guard[p]; !ok {
+				guard[p] = "this node is not current yet: " + d.h.NotCurrent
+			}
+		}
+	}
+	full := len(c.Paths) == 0
+	if full && d.active && d.catchUp == nil {
+		co := engine.CompareOptions{View: l.View, Store: st, Connect: d.connect, Ignore: l.Config.Ignore, Log: log}
+		if settled, err := ha.SettleConflicts(ctx, co, st); err != nil {
+			log.Warn("settle conflicts", "err", err)
+		} else if len(settled) > 0 {
+			log.Info("conflicts settled: both sides agree again", "paths", settled)
+		}
+		// What a peer lacks without it being dirty (it joined later, or
+		// missed files) goes with this cycle; a blocked peer waits for
+		// its reconciliation.
+		var peers []string
+		for _, p := range engine.AllPeers(l.View) {
+			if _, blocked := guard[p]; !blocked {
+				peers = append(peers, p)
+			}
+		}
+		if marked, err := engine.MarkUnsynced(ctx, co, peers); err != nil {
+			log.Warn("find what the peers lack", "err", err)
+		} else if len(marked) > 0 {
+			log.Info("peers lack entries nothing marked; pushing them", "entries", marked)
+		}
+	}
+	c.Check, c.Recursive, c.Blocked, c.Connect = true, true, guard, d.connect
+	out, err := RunCycle(ctx, l, st, c)
+	if out.Pushed || !out.Gate.Active {
+		d.h.Refusals = out.Result.Refusals // monitor reports them as degraded
+	}
+	d.role(out.Gate)
+	d.h.Conflicts, d.h.Stranded = 0, 0
+	conflicted := map[string]bool{}
+	_ = st.Conflicts(func(cf state.Conflict) error { d.h.Conflicts++; conflicted[cf.Peer] = true; return nil })
+	_ = st.StrandedList(func(state.Stranded) error { d.h.Stranded++; return nil })
+	d.publish(ctx, st)
+	if full && out.Pushed && d.active {
+		d.publishCurrent(ctx, st, out.Result, guard, conflicted)
+	}
+	if err != nil {
+		return out.Result, err
+	}
+	return out.Result, out.Result.Err()
+}
+
+// reconcile runs the failover guard's reconciliation with every blocked
+// peer it can reach (only while active) and returns the peers still
+// blocked and those it unblocked.
+func (d *daemon) reconcile(ctx context.Context, st *state.Store) (map[string]string, []string, error) {
+	l := d.l
+	guard, err := ha.BlockedPeers(st)
+	if err != nil {
+		return nil, nil, err
+	}
+	var lifted []string
+	if len(guard) > 0 && d.active {
 		if g, _ := l.Gate().Active(ctx); g.Active {
-			ha.ReconcileGuarded(ctx, ha.GuardOptions{
+			lifted = ha.ReconcileGuarded(ctx, ha.GuardOptions{
 				Compare: engine.CompareOptions{View: l.View, Connect: d.connect, Ignore: l.Config.Ignore, Log: l.logger()},
 				Store:   st, Policy: l.HA().Stranded, TempDir: l.Config.Tempdir,
 				Notify: func(event, peer, detail string) { l.Notify(ctx, event, peer, detail) },
 			})
 			if guard, err = ha.BlockedPeers(st); err != nil {
-				return engine.Result{}, err
+				return nil, lifted, err
 			}
 		}
 	}
@@ -222,24 +442,114 @@ func (d *daemon) push(ctx context.Context, c Cycle) (engine.Result, error) {
 		d.h.Blocked = append(d.h.Blocked, p)
 	}
 	slices.Sort(d.h.Blocked)
-	c.Check, c.Recursive, c.Blocked, c.Connect = true, true, guard, d.connect
-	out, err := RunCycle(ctx, l, st, c)
-	if out.Pushed || !out.Gate.Active {
-		d.h.Refusals = out.Result.Refusals // monitor reports them as degraded
-	}
-	d.h.Role, d.h.RoleWhy, d.h.IPHolder = "standby", out.Gate.Reason, out.Gate.IPHolder
-	d.h.PacemakerSeen = out.Gate.PacemakerPresent
-	if out.Gate.Active {
-		d.h.Role = "active"
-	}
-	d.h.Conflicts, d.h.Stranded = 0, 0
-	_ = st.Conflicts(func(state.Conflict) error { d.h.Conflicts++; return nil })
-	_ = st.StrandedList(func(state.Stranded) error { d.h.Stranded++; return nil })
-	d.publish(ctx, st)
+	return guard, lifted, nil
+}
+
+// retryGuard tries the reconciliation with the blocked peers again,
+// outside the rescan rhythm; once one is reconciled, a full cycle pushes
+// to it at once.
+func (d *daemon) retryGuard(ctx context.Context) {
+	lifted, err := func() ([]string, error) {
+		lock, err := d.l.TakeRunLock()
+		if err != nil {
+			return nil, err
+		}
+		defer lock.Release()
+		st, err := d.l.OpenStore(ctx, false)
+		if err != nil {
+			return nil, err
+		}
+		defer st.Close()
+		if d.catchUp != nil {
+			d.tryCatchUp(ctx, st, false)
+			if d.catchUp == nil {
+				return []string{"catch-up"}, nil
+			}
+		}
+		_, lifted, err := d.reconcile(ctx, st)
+		return lifted, err
+	}()
 	if err != nil {
-		return out.Result, err
+		d.l.logger().Warn("failover guard: retry", "err", err)
 	}
-	return out.Result, out.Result.Err()
+	d.report()
+	if len(lifted) > 0 {
+		d.cycle(ctx, Cycle{})
+	}
+}
+
+// peersIfCatchingUp lists every peer while a catch-up waits for one.
+func (d *daemon) peersIfCatchingUp() []string {
+	if d.catchUp == nil {
+		return nil
+	}
+	return engine.AllPeers(d.l.View)
+}
+
+// Retry timing of a blocked peer (issue: a returning node is reconciled
+// within seconds, not at the next rescan).
+const (
+	guardRetryFirst = time.Second
+	guardRetryMax   = 30 * time.Second
+	onlinePoll      = 2 * time.Second
+)
+
+// guardRetry schedules the reconciliation of blocked peers: a short
+// backoff (1 s doubling to 30 s), and at once when Pacemaker reports a
+// blocked peer online again.
+type guardRetry struct {
+	timer   *time.Timer
+	backoff time.Duration
+	armed   bool
+	online  map[string]bool // last seen, per blocked peer
+}
+
+func newGuardRetry() *guardRetry {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	return &guardRetry{timer: t, backoff: guardRetryFirst, online: map[string]bool{}}
+}
+
+// arm starts the backoff timer if peers are blocked and it is not running;
+// with none blocked it resets.
+func (g *guardRetry) arm(blocked []string) {
+	if len(blocked) == 0 {
+		g.timer.Stop()
+		g.armed, g.backoff = false, guardRetryFirst
+		return
+	}
+	if !g.armed {
+		g.timer.Reset(g.backoff)
+		g.armed = true
+	}
+}
+
+// fired is called when the timer went off: the next wait is longer.
+func (g *guardRetry) fired() {
+	g.armed = false
+	g.backoff = min(2*g.backoff, guardRetryMax)
+}
+
+// cameOnline reports whether a blocked peer went from offline to online
+// in Pacemaker's view since the last poll (then the backoff restarts).
+func (g *guardRetry) cameOnline(ctx context.Context, pcmk ha.Pacemaker, blocked []string) bool {
+	st, err := pcmk.Status(ctx)
+	if err != nil {
+		return false
+	}
+	back := false
+	for _, p := range blocked {
+		n := st.Node(p)
+		on := n != nil && n.Online
+		if on && !g.online[p] {
+			back = true
+		}
+		g.online[p] = on
+	}
+	if back {
+		g.backoff = guardRetryFirst
+	}
+	return back
 }
 
 // publish keeps csync-pending and csync-conflicts current as transient
@@ -261,12 +571,11 @@ func (d *daemon) publish(ctx context.Context, st *state.Store) {
 	}
 }
 
-// finalSync is the stop: one last cycle bounded by the agent's deadline,
-// writing the clean handoff on every peer it brings fully up to date.
-func (d *daemon) finalSync(ctx context.Context, run func(context.Context, Cycle) engine.Result) {
+// finalSync is the stop of an active node: one last cycle bounded by the
+// agent's deadline, writing the clean handoff on every peer it brings fully
+// up to date.
+func (d *daemon) finalSync(ctx context.Context) {
 	l, log := d.l, d.l.logger()
-	d.h.State = StateStopping
-	d.report()
 	deadline, ok := ReadStopDeadline(d.o.StopFile)
 	if !ok {
 		deadline = time.Now().Add(DefaultFinalSync)
@@ -274,7 +583,7 @@ func (d *daemon) finalSync(ctx context.Context, run func(context.Context, Cycle)
 	fctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
 	defer cancel()
 	begin := time.Now()
-	res := run(fctx, Cycle{Handoff: &state.Handoff{Epoch: d.epoch, From: l.View.Name, Clean: true, UpToNs: time.Now().UnixNano()}})
+	res := d.cycle(fctx, Cycle{Handoff: &state.Handoff{Epoch: d.epoch, From: l.View.Name, Clean: true, UpToNs: time.Now().UnixNano()}})
 	log.Info("final sync done", "took", time.Since(begin).Round(time.Millisecond), "err", d.h.LastError)
 	// A peer the final sync did not bring fully up to date has no handoff:
 	// its next takeover is guarded. Say so now (never fail the stop).
@@ -286,21 +595,58 @@ func (d *daemon) finalSync(ctx context.Context, run func(context.Context, Cycle)
 		if handedOff[p] {
 			continue
 		}
-		why := "the final sync did not reach it"
-		if d.h.Role != "active" {
+		why := "the final sync did not bring it fully up to date"
+		if d.h.Role != RoleActive {
 			why = "the final sync was skipped: " + d.h.RoleWhy
 		}
 		for _, r := range res.Peers {
-			if r.Peer == p && r.Err != nil {
+			switch {
+			case r.Peer != p:
+			case r.Err != nil:
 				why = r.Err.Error()
+			case r.Blocked != "":
+				why = "the failover guard blocks it: " + r.Blocked
 			}
 		}
 		log.Warn("no clean handoff; the next takeover will be guarded", "peer", p, "why", why)
 		l.Notify(fctx, ha.EventFinalSyncIncomplete, p, why)
+		d.setCurrent(fctx, p, false)
 	}
-	l.Notify(context.WithoutCancel(ctx), ha.EventStop, "", fmt.Sprintf("daemon stopped at epoch %d", d.epoch))
-	d.h.State = StateStopped
-	d.report()
+}
+
+// publishCurrent keeps each node's csync-current attribute true: 1 for
+// this node and every peer this cycle left fully up to date (nothing
+// pending, no conflict, not blocked, reached), else 0. Only changes are
+// written (crm_attribute -l forever), and only with Pacemaker.
+func (d *daemon) publishCurrent(ctx context.Context, st *state.Store, res engine.Result, guard map[string]string, conflicted map[string]bool) {
+	d.setCurrent(ctx, d.l.View.Name, d.catchUp == nil)
+	failed := map[string]bool{}
+	for _, p := range res.Peers {
+		failed[p.Peer] = p.Err != nil
+	}
+	for _, p := range engine.AllPeers(d.l.View) {
+		n, err := st.DirtyCount(p)
+		_, blocked := guard[p]
+		d.setCurrent(ctx, p, err == nil && n == 0 && !blocked && !failed[p] && !conflicted[p])
+	}
+}
+
+func (d *daemon) setCurrent(ctx context.Context, node string, current bool) {
+	if !d.h.PacemakerSeen {
+		return
+	}
+	v := "0"
+	if current {
+		v = "1"
+	}
+	if d.current[node] == v {
+		return
+	}
+	if err := ha.NewCLI().SetNodeAttribute(ctx, node, ha.CurrentAttribute, v, ha.Forever); err != nil {
+		d.l.logger().Warn("publish node attribute", "node", node, "name", ha.CurrentAttribute, "err", err)
+		return
+	}
+	d.current[node] = v
 }
 
 // parentsOf lists the directories holding paths: their mtimes changed too.

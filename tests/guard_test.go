@@ -24,12 +24,13 @@ type daemonStatus struct {
 }
 
 // startDaemon runs `ocf-csync daemon` on n as the agent would, and waits
-// until it finished its first cycle.
-func (e *env) startDaemon(n *cluster.Node, epoch string) (*exec.Cmd, string, *syncBuffer) {
+// until it finished its first cycle. Without a cluster IP every node is
+// active, so the daemon takes the next epoch at once.
+func (e *env) startDaemon(n *cluster.Node) (*exec.Cmd, string, *syncBuffer) {
 	e.t.Helper()
 	status := "/run/ocf-csync-test.status"
 	os.Remove(n.Path(status))
-	cmd := e.csyncCmd(context.Background(), n, "daemon", "--status-file", status, "--epoch", epoch, "--rescan-interval", "600")
+	cmd := e.csyncCmd(context.Background(), n, "daemon", "--status-file", status, "--rescan-interval", "600")
 	logs := &syncBuffer{}
 	cmd.Stderr = logs
 	if err := cmd.Start(); err != nil {
@@ -80,7 +81,7 @@ func TestFailoverGuardKeepsStrandedChange(t *testing.T) {
 	e := newEnv(t, 2)
 	n1, n2 := e.node(1), e.node(2)
 	e.writeFile(n1, dataDir+"/shared.txt", "v1\n", 0o644)
-	d1, _, _ := e.startDaemon(n1, "1")
+	d1, _, _ := e.startDaemon(n1)
 	if got, err := os.ReadFile(data(n2, "shared.txt")); err != nil || string(got) != "v1\n" {
 		t.Fatalf("node2 did not get shared.txt from node1's daemon: %q %v", got, err)
 	}
@@ -91,7 +92,7 @@ func TestFailoverGuardKeepsStrandedChange(t *testing.T) {
 
 	// node2 takes over at epoch 2 without a clean handoff.
 	e.writeFile(n2, dataDir+"/mine.txt", "node2 after takeover\n", 0o644)
-	_, status2, logs := e.startDaemon(n2, "2")
+	_, status2, logs := e.startDaemon(n2)
 	s := e.waitStatus(n2, status2, func(s daemonStatus) bool { return s.Stranded == 1 })
 	if !strings.Contains(logs.String(), "pushes to node1 blocked until reconciled") {
 		t.Errorf("node2's takeover did not guard node1; daemon log:\n%s", logs)
@@ -129,7 +130,7 @@ func TestCleanHandoffMeansNoGuard(t *testing.T) {
 	e := newEnv(t, 2)
 	n1, n2 := e.node(1), e.node(2)
 	e.writeFile(n1, dataDir+"/a.txt", "a\n", 0o644)
-	d1, status1, _ := e.startDaemon(n1, "1")
+	d1, status1, _ := e.startDaemon(n1)
 	e.writeFile(n1, dataDir+"/last.txt", "written just before the stop\n", 0o644)
 	d1.Process.Signal(syscall.SIGTERM)
 	if err := d1.Wait(); err != nil {
@@ -139,7 +140,7 @@ func TestCleanHandoffMeansNoGuard(t *testing.T) {
 	if got, _ := os.ReadFile(data(n2, "last.txt")); string(got) != "written just before the stop\n" {
 		t.Fatalf("the final sync did not carry the last change: %q", got)
 	}
-	_, status2, logs := e.startDaemon(n2, "2")
+	_, status2, logs := e.startDaemon(n2)
 	s := e.waitStatus(n2, status2, func(daemonStatus) bool { return true })
 	if !strings.Contains(logs.String(), "node1 handed off cleanly at epoch 1") {
 		t.Errorf("node2 did not see node1's clean handoff; daemon log:\n%s", logs)

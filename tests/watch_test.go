@@ -16,7 +16,7 @@ func TestLiveChangeReachesPeers(t *testing.T) {
 	e := newEnv(t, 3)
 	n1, n2, n3 := e.node(1), e.node(2), e.node(3)
 	e.writeFile(n1, dataDir+"/seed.txt", "seed\n", 0o644)
-	e.startDaemon(n1, "1")
+	e.startDaemon(n1)
 
 	waitAll := func(rel, want string) time.Duration {
 		t.Helper()

@@ -20,8 +20,8 @@ func daemonCommand(env Env) *cli.Command {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "status-file", Required: true, Usage: "write the daemon's health here (JSON)"},
 			&cli.StringFlag{Name: "stop-file", Usage: "read the final-sync deadline from here on SIGTERM"},
-			&cli.Uint64Flag{Name: "epoch", Usage: "the epoch the agent took at start"},
 			&cli.IntFlag{Name: "rescan-interval", Usage: "seconds between cycles (default: the config's ha rescan-interval)"},
+			&cli.IntFlag{Name: "start-timeout", Usage: "seconds the start (a catch-up from a current peer) may take before the daemon reports ready"},
 			&cli.StringFlag{Name: "cluster-ip"},
 			&cli.StringFlag{Name: "ip-resource"},
 			&cli.StringFlag{Name: "failover-policy"},
@@ -43,8 +43,9 @@ func daemonCommand(env Env) *cli.Command {
 				FailoverPolicy: c.String("failover-policy"), Stranded: c.String("stranded"), Notify: c.String("notify"),
 			}
 			return ra.RunDaemon(ctx, rl, ra.DaemonOptions{
-				StatusFile: c.String("status-file"), StopFile: c.String("stop-file"), Epoch: c.Uint64("epoch"),
+				StatusFile: c.String("status-file"), StopFile: c.String("stop-file"),
 				RescanInterval: time.Duration(c.Int("rescan-interval")) * time.Second,
+				StartTimeout:   time.Duration(c.Int("start-timeout")) * time.Second,
 			})
 		},
 	}

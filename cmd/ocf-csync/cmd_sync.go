@@ -379,6 +379,9 @@ func serveCommand(env Env) *cli.Command {
 				OpenStore:        func(ctx context.Context) (*state.Store, error) { return openStore(ctx, c, l, false) },
 				HandshakeTimeout: c.Duration("handshake-timeout"),
 				IdleTimeout:      c.Duration("idle-timeout"),
+				AcceptHandoff: func(st *state.Store, h state.Handoff) error {
+					return ha.AcceptHandoff(ctx, st, ha.NewCLI(), l.view.Name, h)
+				},
 			})
 		},
 	}

@@ -340,6 +340,7 @@ type sender struct {
 	handoffDone bool
 	// groups whose include root the peer refused: the rest stays here
 	refusedGroups map[string]bool
+	conflicts     map[string]bool // recorded conflicts with the peer (lazy)
 	inodes        map[[2]uint64][]string
 	open          scan.Opener // the sender's dir-fd walk, cached per run
 	small         []byte      // reused read buffer for small files
@@ -1147,7 +1148,8 @@ func (s *sender) onAck(a *proto.Ack) {
 				s.batch.PutBase(s.peer, it.path, &agreed)
 			}
 			s.batch.ClearDirty(s.peer, it.path)
-			if it.forced {
+			if it.forced || s.hasConflict(it.path) {
+				// Both sides agree again, whoever made them agree.
 				_ = s.o.Store.DeleteConflict(it.path, s.peer)
 			}
 			s.sinceCommit++
@@ -1276,6 +1278,21 @@ func (s *sender) settled(it *item, isDelete bool) {
 		s.progress.DoneBytes += it.cur.Size
 	}
 	s.o.Observe(s.progress)
+}
+
+// hasConflict reports whether a conflict with the peer is recorded for
+// path; the set is read once per session.
+func (s *sender) hasConflict(path string) bool {
+	if s.conflicts == nil {
+		s.conflicts = map[string]bool{}
+		_ = s.o.Store.Conflicts(func(c state.Conflict) error {
+			if c.Peer == s.peer {
+				s.conflicts[c.Path] = true
+			}
+			return nil
+		})
+	}
+	return s.conflicts[path]
 }
 
 // AllPeers lists every peer this node pushes to, sorted.

@@ -45,6 +45,10 @@ type ServeOptions struct {
 	// CheckPeer, when set, vets the sender's claimed node name before any
 	// group proof is made (the SSH_CONNECTION check, CheckPeerAddress).
 	CheckPeer func(claimed string) error
+	// AcceptHandoff, if set, decides whether a handoff record the sender
+	// claims is recorded (the failover decision lives above the engine);
+	// a non-nil error refuses it with that message.
+	AcceptHandoff func(st *state.Store, h state.Handoff) error
 }
 
 // Deadlines of a session on the receiver. The idle one is long because a
@@ -819,8 +823,9 @@ func (r *receiver) done(op *proto.Op, g *config.GroupView, local string, rec *st
 			r.batch.ClearDirty(h.Name, local)
 		}
 	}
-	if op.Forced && r.hasConflict(local) {
-		// The sender's version won a conflict: it is settled here too.
+	if r.hasConflict(local) {
+		// Both sides agree again (the sender's version won, or someone
+		// made them equal): the conflict is settled here too.
 		if err := r.o.Store.DeleteConflict(local, r.sender); err != nil {
 			r.log.Warn("clear settled conflict", "path", local, "error", err)
 		}
@@ -979,10 +984,17 @@ func (r *receiver) handoff(m *proto.Handoff) error {
 		return err
 	}
 	a := proto.Ack{Seq: m.Seq, Status: proto.AckOK}
+	h := state.Handoff{Epoch: m.Epoch, From: m.From, Clean: m.Clean, UpToNs: m.UpToNs}
 	if m.From != r.sender {
 		a.Status, a.Message = proto.AckRefused, fmt.Sprintf("handoff from %s claimed by %s", m.From, r.sender)
-	} else if !r.dry {
-		if err := r.o.Store.PutHandoff(state.Handoff{Epoch: m.Epoch, From: m.From, Clean: m.Clean, UpToNs: m.UpToNs}); err != nil {
+	} else if r.o.AcceptHandoff != nil {
+		if err := r.o.AcceptHandoff(r.o.Store, h); err != nil {
+			a.Status, a.Message = proto.AckRefused, err.Error()
+			r.log.Warn("handoff refused", "epoch", m.Epoch, "clean", m.Clean, "reason", err)
+		}
+	}
+	if a.Status == proto.AckOK && !r.dry {
+		if err := r.o.Store.PutHandoff(h); err != nil {
 			a.Status, a.Message = proto.AckError, err.Error()
 		}
 	}

@@ -216,7 +216,7 @@ var d2log syncBuffer
 func startDaemon(ctx context.Context, n *cluster.Node, epoch string) (*exec.Cmd, error) {
 	os.Remove(n.Path(statusFile))
 	cmd := n.Command(ctx, "ocf-csync", "--config", cfgPath, "--node", n.Name, "daemon",
-		"--status-file", statusFile, "--epoch", epoch, "--rescan-interval", "600")
+		"--status-file", statusFile, "--rescan-interval", "600")
 	if epoch == "2" {
 		cmd.Stderr = &d2log
 	}
