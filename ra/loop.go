@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -34,6 +35,9 @@ type DaemonOptions struct {
 	StopFile       string        // the final-sync deadline is read from here on SIGTERM
 	RescanInterval time.Duration // 0: the config's ha rescan-interval
 	StartTimeout   time.Duration // bounds the catch-up before ready; 0: DefaultStartTimeout
+	// Handler runs the commands the CLI forwards over the control socket;
+	// nil: no control socket.
+	Handler Handler
 }
 
 // DefaultStartTimeout bounds the catch-up at start when the agent gave no
@@ -59,12 +63,20 @@ type daemon struct {
 	// for persistent sessions: a pool that keeps them open between cycles
 	// replaces it here.
 	connect engine.Connector
+	// st is the state database, open for the daemon's whole life; the
+	// commands it runs for the CLI borrow it (Served).
+	st *state.Store
+	// mu serialises the cycles with the commands that write the store.
+	mu       sync.Mutex
+	requests chan cycleRequest // cycles the CLI asked for (sync)
+	stopped  chan struct{}     // closed when the loop ends
 }
 
 // RunDaemon runs the daemon until ctx ends, then, if this node became
 // active, runs the final sync.
 func RunDaemon(ctx context.Context, l *Local, o DaemonOptions) error {
-	d := &daemon{l: l, o: o, h: Health{Pid: os.Getpid(), State: StateStarting}, current: map[string]string{}}
+	d := &daemon{l: l, o: o, h: Health{Pid: os.Getpid(), State: StateStarting}, current: map[string]string{},
+		requests: make(chan cycleRequest), stopped: make(chan struct{})}
 	log := l.logger()
 	interval := l.Config.HA.RescanInterval
 	if o.RescanInterval > 0 {
@@ -74,7 +86,25 @@ func RunDaemon(ctx context.Context, l *Local, o DaemonOptions) error {
 		log.Warn("record the agent's ha parameters for the CLI", "err", err)
 	}
 	d.connect = l.Connector()
-	if _, err := d.activate(ctx); err != nil {
+	st, err := l.OpenStore(ctx, false)
+	if err != nil {
+		return d.fail(err)
+	}
+	d.st = st
+	defer st.Close()
+	if o.Handler != nil {
+		ln, err := d.listen()
+		if err != nil {
+			return d.fail(err)
+		}
+		served := make(chan struct{})
+		go func() { defer close(served); d.serveControl(context.WithoutCancel(ctx), ln) }()
+		defer func() { ln.Close(); <-served }()
+	}
+	d.mu.Lock()
+	_, err = d.activate(ctx)
+	d.mu.Unlock()
+	if err != nil {
 		return d.fail(err)
 	}
 	d.h.State = StateRunning
@@ -129,6 +159,9 @@ func RunDaemon(ctx context.Context, l *Local, o DaemonOptions) error {
 			d.cycle(ctx, Cycle{})
 		case <-now:
 			d.cycle(ctx, Cycle{})
+		case r := <-d.requests:
+			out, err := d.cycleOut(ctx, r.c, true)
+			r.done <- cycleDone{out, err}
 		case batch, ok := <-changes:
 			switch {
 			case !ok:
@@ -140,6 +173,7 @@ func RunDaemon(ctx context.Context, l *Local, o DaemonOptions) error {
 			}
 		}
 	}
+	close(d.stopped)
 	d.h.State = StateStopping
 	d.report()
 	if d.active {
@@ -183,11 +217,7 @@ func (d *daemon) activate(ctx context.Context) (bool, error) {
 		}
 		return false, nil
 	}
-	st, err := l.OpenStore(ctx, false)
-	if err != nil {
-		return false, err
-	}
-	defer st.Close()
+	st := d.st
 	files, err := st.CountFiles()
 	if err != nil {
 		return false, err
@@ -218,7 +248,7 @@ func (d *daemon) activate(ctx context.Context) (bool, error) {
 	} else {
 		log.Debug("no catch-up needed", "why", why)
 	}
-	return true, st.Close()
+	return true, nil
 }
 
 // catchUp is a pending catch-up.
@@ -294,10 +324,20 @@ func (d *daemon) role(g ha.Decision) {
 	}
 }
 
-// cycle runs one cycle and records its outcome in the status file.
+// cycle runs one of the daemon's own cycles.
 func (d *daemon) cycle(ctx context.Context, c Cycle) engine.Result {
+	out, _ := d.cycleOut(ctx, c, false)
+	return out.Result
+}
+
+// cycleOut runs one cycle (fromCLI: one `ocf-csync sync` asked for, with
+// its options) and records its outcome in the status file. The error is
+// the cycle's own failure; what did not reach a peer is in the result.
+func (d *daemon) cycleOut(ctx context.Context, c Cycle, fromCLI bool) (CycleOutcome, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	log := d.l.logger()
-	var res engine.Result
+	var out CycleOutcome
 	active, err := d.activate(ctx)
 	switch {
 	case err != nil:
@@ -308,14 +348,18 @@ func (d *daemon) cycle(ctx context.Context, c Cycle) engine.Result {
 		c.Mark = &state.Handoff{Epoch: d.epoch, From: d.l.View.Name, UpToNs: time.Now().UnixNano()}
 		if d.skipFirst {
 			log.Info("failover-policy skip-first: first sync after takeover skipped")
-			return res
+			return out, nil
 		}
-		res, err = d.push(ctx, c)
+		out, err = d.push(ctx, c, fromCLI)
 	default:
-		res, err = d.push(ctx, c)
+		out, err = d.push(ctx, c, fromCLI)
 	}
+	res, opErr := out.Result, err
 	now := time.Now()
 	d.h.LastSync, d.h.LastError = now, ""
+	if err == nil {
+		err = res.Err()
+	}
 	if err != nil {
 		d.h.LastError = err.Error()
 		log.Warn("sync cycle failed", "err", err)
@@ -339,27 +383,19 @@ func (d *daemon) cycle(ctx context.Context, c Cycle) engine.Result {
 		}
 	}
 	d.report()
-	return res
+	// The CLI reports what did not reach a peer itself, as a foreground
+	// run would; only the cycle's own failure is an error here.
+	return out, opErr
 }
 
-// push is one cycle under the run lock: the failover guard's
-// reconciliation, the gate, a check of every root, the gate again, and the
-// push, as `ocf-csync sync` does.
-func (d *daemon) push(ctx context.Context, c Cycle) (engine.Result, error) {
-	l := d.l
-	lock, err := l.TakeRunLock()
-	if err != nil {
-		return engine.Result{}, err
-	}
-	defer lock.Release()
-	st, err := l.OpenStore(ctx, false)
-	if err != nil {
-		return engine.Result{}, err
-	}
-	defer st.Close()
+// push is one cycle: the failover guard's reconciliation, the gate, a
+// check of every root, the gate again, and the push, as `ocf-csync sync`
+// does.
+func (d *daemon) push(ctx context.Context, c Cycle, fromCLI bool) (CycleOutcome, error) {
+	l, st := d.l, d.st
 	guard, _, err := d.reconcile(ctx, st)
 	if err != nil {
-		return engine.Result{}, err
+		return CycleOutcome{}, err
 	}
 	log := l.logger()
 	if d.catchUp != nil {
@@ -395,7 +431,10 @@ func (d *daemon) push(ctx context.Context, c Cycle) (engine.Result, error) {
 			log.Info("peers lack entries nothing marked; pushing them", "entries", marked)
 		}
 	}
-	c.Check, c.Recursive, c.Blocked, c.Connect = true, true, guard, d.connect
+	if !fromCLI {
+		c.Check, c.Recursive = true, true
+	}
+	c.Blocked, c.Connect = guard, d.connect
 	out, err := RunCycle(ctx, l, st, c)
 	if out.Pushed || !out.Gate.Active {
 		d.h.Refusals = out.Result.Refusals // monitor reports them as degraded
@@ -406,13 +445,10 @@ func (d *daemon) push(ctx context.Context, c Cycle) (engine.Result, error) {
 	_ = st.Conflicts(func(cf state.Conflict) error { d.h.Conflicts++; conflicted[cf.Peer] = true; return nil })
 	_ = st.StrandedList(func(state.Stranded) error { d.h.Stranded++; return nil })
 	d.publish(ctx, st)
-	if full && out.Pushed && d.active {
+	if full && out.Pushed && d.active && !c.DryRun {
 		d.publishCurrent(ctx, st, out.Result, guard, conflicted)
 	}
-	if err != nil {
-		return out.Result, err
-	}
-	return out.Result, out.Result.Err()
+	return out, err
 }
 
 // reconcile runs the failover guard's reconciliation with every blocked
@@ -450,16 +486,9 @@ func (d *daemon) reconcile(ctx context.Context, st *state.Store) (map[string]str
 // to it at once.
 func (d *daemon) retryGuard(ctx context.Context) {
 	lifted, err := func() ([]string, error) {
-		lock, err := d.l.TakeRunLock()
-		if err != nil {
-			return nil, err
-		}
-		defer lock.Release()
-		st, err := d.l.OpenStore(ctx, false)
-		if err != nil {
-			return nil, err
-		}
-		defer st.Close()
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		st := d.st
 		if d.catchUp != nil {
 			d.tryCatchUp(ctx, st, false)
 			if d.catchUp == nil {

@@ -53,7 +53,9 @@ func Main(ctx context.Context, env Env, args []string) error {
 		return runCsync2(ctx, env, "ocf-csync csync2", args[2:])
 	}
 	app := newApp(env)
-	err := app.RunContext(ctx, globalsFirst(app.Flags, args))
+	args = globalsFirst(app.Flags, args)
+	app.Metadata[argsKey] = args // forward hands them to the daemon
+	err := app.RunContext(ctx, args)
 	// cli reports an unknown (sub)command only through CommandNotFound,
 	// which cannot fail the run.
 	if name, ok := app.Metadata[unknownCommandKey].(string); ok && err == nil {
@@ -201,6 +203,7 @@ func newApp(env Env) *cli.App {
 		Metadata:     map[string]any{},
 	}
 	setOnUsageError(app.Commands)
+	viaDaemon(env, app.Commands)
 	return app
 }
 
@@ -302,6 +305,9 @@ func stateDir(c *cli.Context, cfgPath string) string {
 }
 
 func openStore(ctx context.Context, c *cli.Context, l *loaded, rebuild bool) (*state.Store, error) {
+	if s := servedFrom(ctx); s != nil {
+		return servedStore(c, s), nil
+	}
 	return l.local(c, logger(ctx)).OpenStore(ctx, rebuild)
 }
 
@@ -334,7 +340,7 @@ func openSession(c *cli.Context, needPaths string) (*session, error) {
 	if err != nil {
 		return nil, err
 	}
-	paths, err := absPaths(c.Args().Slice())
+	paths, err := absPaths(c, c.Args().Slice())
 	if err != nil {
 		return nil, err
 	}

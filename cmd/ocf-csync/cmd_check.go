@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -56,22 +55,6 @@ func configCommand(env Env) *cli.Command {
 	}
 }
 
-func absPaths(args []string) ([]string, error) {
-	out := make([]string, 0, len(args))
-	for _, a := range args {
-		// urfave/cli stops parsing options at the first argument, so a
-		// late "-r" would silently become a path named "-r".
-		if len(a) > 1 && a[0] == '-' {
-			return nil, usagef("%q looks like an option, but options go before the PATH arguments; for a file of that name write ./%s", a, a)
-		}
-		p, err := filepath.Abs(a)
-		if err != nil {
-			return nil, fmt.Errorf("resolve %q: %w", a, err)
-		}
-		out = append(out, p)
-	}
-	return out, nil
-}
 
 func checkCommand(env Env) *cli.Command {
 	return &cli.Command{
@@ -91,7 +74,7 @@ func checkCommand(env Env) *cli.Command {
 			if err != nil {
 				return err
 			}
-			paths, err := absPaths(c.Args().Slice())
+			paths, err := absPaths(c, c.Args().Slice())
 			if err != nil {
 				return err
 			}

@@ -59,7 +59,7 @@ func compareCommand(env Env) *cli.Command {
 			if len(args) > 0 && isPeerName(l, args[0]) {
 				peers, args = []string{strings.ToLower(args[0])}, args[1:]
 			}
-			paths, err := absPaths(args)
+			paths, err := absPaths(c, args)
 			if err != nil {
 				return err
 			}
@@ -179,7 +179,7 @@ func diffCommand(env Env) *cli.Command {
 			if err := l.checkPeers([]string{c.String("peer")}); err != nil {
 				return err
 			}
-			paths, err := absPaths(c.Args().Slice())
+			paths, err := absPaths(c, c.Args().Slice())
 			if err != nil {
 				return err
 			}

@@ -46,6 +46,7 @@ func daemonCommand(env Env) *cli.Command {
 				StatusFile: c.String("status-file"), StopFile: c.String("stop-file"),
 				RescanInterval: time.Duration(c.Int("rescan-interval")) * time.Second,
 				StartTimeout:   time.Duration(c.Int("start-timeout")) * time.Second,
+				Handler:        daemonHandler,
 			})
 		},
 	}

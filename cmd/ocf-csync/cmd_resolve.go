@@ -32,7 +32,7 @@ func resolveCommand(env Env) *cli.Command {
 			if err := l.checkPeers([]string{c.String("peer")}); err != nil {
 				return err
 			}
-			paths, err := absPaths(c.Args().Slice())
+			paths, err := absPaths(c, c.Args().Slice())
 			if err != nil {
 				return err
 			}

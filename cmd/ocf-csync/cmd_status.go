@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"sort"
 	"strings"
 	"time"
@@ -72,7 +73,15 @@ func statusCommand(env Env) *cli.Command {
 				rep.Reason = "receive-only in every group: local changes are never pushed, and a master's next push overwrites them"
 			}
 			var health ra.Health
-			if run, ok := ra.FindDaemon(env.getenv("HA_RSCTMP"), l.path); ok {
+			if s := servedFrom(ctx); s != nil {
+				// Run by the daemon itself: it knows how it is.
+				rep.Daemon, rep.DaemonPid = "running", os.Getpid()
+				if h, err := s.Health(); err == nil {
+					health = h
+					rep.Daemon, rep.Watch = h.State, h.Watch
+					rep.LastSync, rep.LastError = h.LastSync, h.LastError
+				}
+			} else if run, ok := ra.FindDaemon(env.getenv("HA_RSCTMP"), l.path); ok {
 				rep.Daemon, rep.DaemonPid = "running", run.State.Pid
 				if h, err := ra.ReadHealth(run.StatusFile); err == nil {
 					health = h

@@ -28,6 +28,8 @@ func pushFlags() []cli.Flag {
 		&cli.StringSliceFlag{Name: "group", Aliases: []string{"G"}, Usage: "only these groups (csync2 -G)"},
 		&cli.BoolFlag{Name: "dry-run", Aliases: []string{"d"}, Usage: "show what would happen; change nothing, not even the state database"},
 		&cli.BoolFlag{Name: "recursive", Aliases: []string{"r"}, Usage: "PATH arguments include everything below them"},
+		&cli.DurationFlag{Name: "timeout", Value: 10 * time.Minute,
+			Usage: "while the daemon runs, wait this long for the cycle it runs for this command (then exit 75; the cycle carries on)"},
 	}, progressFlags()...)
 }
 
@@ -65,50 +67,33 @@ func runPush(env Env, c *cli.Context, check bool) error {
 	if err := l.checkGroups(c.StringSlice("group")); err != nil {
 		return err
 	}
-	paths, err := absPaths(c.Args().Slice())
+	paths, err := absPaths(c, c.Args().Slice())
 	if err != nil {
 		return err
 	}
 	dry := c.Bool("dry-run")
 	rep := pushJSON{Node: l.view.Name, DryRun: dry, Peers: []peerJSON{}, LocalActionsFailed: []string{}, Refusals: []state.Refusal{}}
 	allow := check && c.Bool("allow-mass-delete")
-	// Cron on the active node: a running daemon syncs now instead of us
-	// (never with --allow-mass-delete: that is this run's decision only).
-	if check && !dry && !allow && len(paths) == 0 && len(c.StringSlice("peer")) == 0 && len(c.StringSlice("group")) == 0 {
-		if d, ok := ra.FindDaemon(env.getenv("HA_RSCTMP"), l.path); ok {
-			if err := syscall.Kill(d.State.Pid, syscall.SIGUSR1); err == nil {
-				rep.DaemonPid, rep.Reason = d.State.Pid, "the running daemon was asked to sync now"
-				if c.Bool("json") {
-					rep.DurationSeconds = seconds(time.Since(start))
-					return writeJSON(env.Stdout, rep)
-				}
-				if verbosity(c) >= 1 {
-					fmt.Fprintf(env.Stdout, "asked the running daemon (pid %d) to sync now\n", d.State.Pid)
-				}
-				return nil
-			}
-		}
-	}
+	// A standby answers from the gate, without the state database.
 	rl := l.local(c, logger(ctx))
-	lock, err := rl.TakeRunLock()
-	if err != nil {
-		if errors.Is(err, ra.ErrOverlap) {
-			rl.Notify(ctx, ha.EventOverlap, "", err.Error())
+	if g, _ := rl.Gate().Active(ctx); servedFrom(ctx) == nil && !g.Active {
+		rep.Reason = g.Reason
+		if c.Bool("json") {
+			rep.DurationSeconds = seconds(time.Since(start))
+			return writeJSON(env.Stdout, rep)
 		}
-		return err
+		if verbosity(c) >= 1 {
+			fmt.Fprintf(env.Stdout, "not the active node, nothing pushed: %s\n", g.Reason)
+		}
+		return nil
 	}
-	defer lock.Release()
-	st, err := rl.OpenStore(ctx, false)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	guard, err := ha.BlockedPeers(st)
-	if err != nil {
+	// The active node's daemon runs the cycle (after the one in progress,
+	// if any) and this command waits for it and reports it.
+	if done, err := forward(env, c); done {
 		return err
 	}
 	o := ra.Cycle{Check: check, Paths: paths, Recursive: c.Bool("recursive"), DryRun: dry,
-		Peers: c.StringSlice("peer"), Groups: c.StringSlice("group"), Warn: env.Stderr, Blocked: guard,
+		Peers: c.StringSlice("peer"), Groups: c.StringSlice("group"), Warn: env.Stderr,
 		AllowMassDelete: allow}
 	if (verbosity(c) >= 1 || dry) && !c.Bool("json") {
 		o.Progress = env.Stdout
@@ -122,9 +107,32 @@ func runPush(env Env, c *cli.Context, check bool) error {
 		}
 		defer ui.wait()
 	}
-	out, err := ra.RunCycle(ctx, rl, st, o)
-	if err != nil {
-		return err
+	var out ra.CycleOutcome
+	if s := servedFrom(ctx); s != nil {
+		rep.DaemonPid = os.Getpid()
+		if out, err = s.Sync(ctx, o); err != nil {
+			return err
+		}
+	} else {
+		lock, err := rl.TakeRunLock()
+		if err != nil {
+			if errors.Is(err, ra.ErrOverlap) {
+				rl.Notify(ctx, ha.EventOverlap, "", err.Error())
+			}
+			return err
+		}
+		defer lock.Release()
+		st, err := rl.OpenStore(ctx, false)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		if o.Blocked, err = ha.BlockedPeers(st); err != nil {
+			return err
+		}
+		if out, err = ra.RunCycle(ctx, rl, st, o); err != nil {
+			return err
+		}
 	}
 	res := out.Result
 	resErr := pushFailed(res, slaveRefusal(l, res))

@@ -47,7 +47,7 @@ func classify(err error) kind {
 		return kindUsage
 	case errors.Is(err, config.ErrInvalid):
 		return kindConfig
-	case errors.Is(err, state.ErrLocked), errors.Is(err, ra.ErrOverlap):
+	case errors.Is(err, state.ErrLocked), errors.Is(err, ra.ErrOverlap), errors.Is(err, errDaemonBusy):
 		return kindBusy
 	case errors.Is(err, state.ErrNoSentinel), errors.Is(err, state.ErrCorrupt):
 		return kindStateBroken

@@ -65,6 +65,12 @@ type Migration struct {
 
 // Store is the per-node state DB. It is safe for concurrent use.
 type Store struct {
+	*open
+	lent bool // a Borrow handle: Close does nothing
+}
+
+// open is one opened database; Borrow shares it.
+type open struct {
 	db       *badger.DB
 	dir      string
 	node     string
@@ -115,7 +121,7 @@ func Open(ctx context.Context, o Options) (_ *Store, err error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{dir: dir, node: o.Node, readOnly: o.ReadOnly, log: log, lock: lk}
+	s := &Store{open: &open{dir: dir, node: o.Node, readOnly: o.ReadOnly, log: log, lock: lk}}
 	defer func() {
 		if err != nil {
 			if s.db != nil {
@@ -463,9 +469,18 @@ func (s *Store) Node() string { return s.node }
 // opened a DB without one).
 func (s *Store) Sentinel() Sentinel { return s.sentinel }
 
+// Borrow returns a handle on the same open database whose Close does
+// nothing: the owner (the daemon) lends its store to the commands it runs
+// for the CLI, and closes it itself.
+func (s *Store) Borrow() *Store { return &Store{open: s.open, lent: true} }
+
 // Close stops value-log GC, closes badger (compacting L0) and releases the
-// owner lock. It is safe to call more than once.
+// owner lock. It is safe to call more than once. On a Borrow handle it
+// does nothing.
 func (s *Store) Close() error {
+	if s.lent {
+		return nil
+	}
 	s.closeOnce.Do(func() {
 		s.closed.Store(true)
 		if s.gcStop != nil {

@@ -895,3 +895,24 @@ func TestNoStdout(t *testing.T) {
 		t.Errorf("store wrote to stdout: %q", out)
 	}
 }
+
+func TestBorrow(t *testing.T) {
+	dir := t.TempDir()
+	s := openT(t, dir)
+	b := s.Borrow()
+	if err := b.SetEpoch(4); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if e, err := s.Epoch(); e != 4 || err != nil {
+		t.Fatalf("after the borrower's Close the owner reads %d, %v; want 4: Close closed the owner's store", e, err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Epoch(); err == nil {
+		t.Errorf("a borrowed handle still reads after the owner closed the store")
+	}
+}
