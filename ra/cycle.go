@@ -37,6 +37,9 @@ type Cycle struct {
 	Observe func(engine.PeerProgress)
 	// Tally counts the scan live (its line on a terminal).
 	Tally *scan.Tally
+	// retry: the daemon pushes what is pending to peers that failed,
+	// without a scan.
+	retry bool
 }
 
 // CycleOutcome is what a cycle did.

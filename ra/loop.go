@@ -137,22 +137,21 @@ func RunDaemon(ctx context.Context, l *Local, o DaemonOptions) error {
 	defer poll.Stop()
 	pcmk := ha.NewCLI()
 	for ctx.Err() == nil {
+		// Who waits for a peer: the guard's blocked peers, a catch-up,
+		// and peers a push failed to reach.
+		var waiting []string
 		if d.active {
-			waiting := d.h.Blocked
-			if d.catchUp != nil {
-				waiting = append(slices.Clone(waiting), "catch-up")
-			}
-			retry.arm(waiting)
+			waiting = append(append(slices.Clone(d.h.Blocked), d.failingPeers()...), d.peersIfCatchingUp()...)
 		}
+		retry.arm(waiting)
 		select {
 		case <-ctx.Done():
 		case <-retry.timer.C:
 			retry.fired()
 			d.retryGuard(ctx)
 		case <-poll.C:
-			if d.active && len(d.h.Blocked)+len(d.peersIfCatchingUp()) > 0 && d.h.PacemakerSeen &&
-				retry.cameOnline(ctx, pcmk, append(slices.Clone(d.h.Blocked), d.peersIfCatchingUp()...)) {
-				d.l.logger().Info("failover guard: a blocked peer is online again; reconciling now", "blocked", d.h.Blocked)
+			if len(waiting) > 0 && d.h.PacemakerSeen && retry.cameOnline(ctx, pcmk, waiting) {
+				d.l.logger().Info("a peer this node waits for is online again; trying it now", "waiting", waiting)
 				d.retryGuard(ctx)
 			}
 		case <-t.C:
@@ -408,7 +407,7 @@ func (d *daemon) push(ctx context.Context, c Cycle, fromCLI bool) (CycleOutcome,
 			}
 		}
 	}
-	full := len(c.Paths) == 0
+	full := len(c.Paths) == 0 && !c.retry
 	if full && d.active && d.catchUp == nil {
 		co := engine.CompareOptions{View: l.View, Store: st, Connect: d.connect, Ignore: l.Config.Ignore, Log: log}
 		if settled, err := ha.SettleConflicts(ctx, co, st); err != nil {
@@ -432,7 +431,7 @@ func (d *daemon) push(ctx context.Context, c Cycle, fromCLI bool) (CycleOutcome,
 		}
 	}
 	if !fromCLI {
-		c.Check, c.Recursive = true, true
+		c.Check, c.Recursive = !c.retry, true
 	}
 	c.Blocked, c.Connect = guard, d.connect
 	out, err := RunCycle(ctx, l, st, c)
@@ -481,9 +480,10 @@ func (d *daemon) reconcile(ctx context.Context, st *state.Store) (map[string]str
 	return guard, lifted, nil
 }
 
-// retryGuard tries the reconciliation with the blocked peers again,
-// outside the rescan rhythm; once one is reconciled, a full cycle pushes
-// to it at once.
+// retryGuard tries again, outside the rescan rhythm, what waits for a
+// peer: a catch-up, the reconciliation with blocked peers (once one is
+// reconciled, a full cycle pushes to it at once), and the pushes to peers
+// that failed.
 func (d *daemon) retryGuard(ctx context.Context) {
 	lifted, err := func() ([]string, error) {
 		d.mu.Lock()
@@ -504,7 +504,20 @@ func (d *daemon) retryGuard(ctx context.Context) {
 	d.report()
 	if len(lifted) > 0 {
 		d.cycle(ctx, Cycle{})
+	} else if failing := d.failingPeers(); len(failing) > 0 {
+		d.cycle(ctx, Cycle{Peers: failing, retry: true})
 	}
+}
+
+// failingPeers are the peers the last push to failed (not blocked ones).
+func (d *daemon) failingPeers() []string {
+	var out []string
+	for _, p := range d.h.Peers {
+		if !p.FailingSince.IsZero() && !slices.Contains(d.h.Blocked, p.Name) {
+			out = append(out, p.Name)
+		}
+	}
+	return out
 }
 
 // peersIfCatchingUp lists every peer while a catch-up waits for one.
@@ -612,6 +625,7 @@ func (d *daemon) finalSync(ctx context.Context) {
 	fctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
 	defer cancel()
 	begin := time.Now()
+	log.Info("final sync started", "deadline", deadline.Format(time.RFC3339))
 	res := d.cycle(fctx, Cycle{Handoff: &state.Handoff{Epoch: d.epoch, From: l.View.Name, Clean: true, UpToNs: time.Now().UnixNano()}})
 	log.Info("final sync done", "took", time.Since(begin).Round(time.Millisecond), "err", d.h.LastError)
 	// A peer the final sync did not bring fully up to date has no handoff:

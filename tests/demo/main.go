@@ -145,94 +145,155 @@ ssh {
 	return failover(ctx, c)
 }
 
-// failover runs the sync daemon the way the resource agent does (one
-// active node at a time, each start at a higher epoch), crashes the active
-// node with a change nobody has yet, and lets the next node take over.
-// Under Pacemaker the cluster IP decides who is active; the tests in
-// tests/ha_*.go show that with a real cluster.
+// failover tells the HA story without Pacemaker: the cluster IP is an
+// address in node1's namespace, and the daemon runs as the resource agent
+// runs it. Only the node holding the IP pushes; a clean stop moves the IP
+// after a final sync and a handoff; a crash leaves the next node guarded
+// until it compared both sides. Under Pacemaker the same happens with the
+// IP resource (tests/ha_*.go).
 func failover(ctx context.Context, c *cluster.Cluster) error {
 	n1, n2 := c.Node(1), c.Node(2)
-	say("Failover: node1 becomes the active node (its daemon starts at epoch 1), as the OCF agent would start it")
-	d1, err := startDaemon(ctx, n1, "1")
+	vip := strings.TrimSuffix(c.Subnet(), "0/24") + "100"
+	cfg := readHost(n1.Path(cfgPath)) + "ha { cluster-ip " + vip + "; }\n"
+	for _, n := range c.Nodes() {
+		if err := os.WriteFile(n.Path(cfgPath), []byte(cfg), 0o644); err != nil {
+			return err
+		}
+	}
+	say("HA: every node's config gets 'ha { cluster-ip %s; }'; the IP goes on node1 (its namespace's eth0)", vip)
+	if err := moveIP(ctx, nil, n1, vip); err != nil {
+		return err
+	}
+	d1, log1, err := startDaemon(ctx, n1)
 	if err != nil {
 		return err
 	}
-	write(n1, "www/news.html", "<p>written on node1, never synced</p>\n")
-	say("node1 crashes (kill -9 of its daemon) right after writing www/news.html, before any sync")
-	d1.Process.Kill()
-	d1.Wait()
-	say("node2 takes over at epoch 2: node1 did not hand off cleanly, so pushes to node1 are blocked until a reconciliation")
-	write(n2, "www/index.html", "<h1>Hello from node2, after the takeover</h1>\n")
-	d2, err := startDaemon(ctx, n2, "2")
+	fmt.Print(indent(indent(log1.String())))
+	say("node2 does not hold the IP: its sync is a no-op, and says why")
+	if _, err := ocf(ctx, n2, "-v", "sync"); err != nil {
+		return err
+	}
+	say("node1 edits www/news.html; 'ocf-csync sync' there asks the running daemon for a cycle and waits for it")
+	write(n1, "www/news.html", "<p>news from node1</p>\n")
+	if _, err := ocf(ctx, n1, "sync"); err != nil {
+		return err
+	}
+
+	say("Switchover: node1 stops (final sync, handoff on every peer), the IP moves, node2 starts")
+	write(n1, "www/last-minute.html", "<p>written just before the stop</p>\n")
+	start := time.Now()
+	d1.Process.Signal(syscall.SIGTERM)
+	if err := d1.Wait(); err != nil {
+		return fmt.Errorf("node1's daemon did not stop cleanly: %w", err)
+	}
+	fmt.Printf("   node1's daemon stopped in %v:\n", time.Since(start).Round(time.Millisecond))
+	fmt.Print(indent(indent(lines(log1.String(), "final sync", "stopped"))))
+	if err := moveIP(ctx, n1, n2, vip); err != nil {
+		return err
+	}
+	d2, log2, err := startDaemon(ctx, n2)
 	if err != nil {
 		return err
 	}
-	defer func() { d2.Process.Kill(); d2.Wait() }()
+	fmt.Print(indent(indent(lines(log2.String(), "became active"))))
+	fmt.Printf("   node3 got the last-minute change: www/last-minute.html = %s", read(c.Node(3), "www/last-minute.html"))
+
+	say("Crash: node2's daemon is killed (kill -9) and www/index.html changes there before anything syncs it")
+	d2.Process.Kill()
+	d2.Wait()
+	write(n2, "www/index.html", "<h1>edited on node2 just before it crashed</h1>\n")
+	if err := moveIP(ctx, n2, n1, vip); err != nil {
+		return err
+	}
+	write(n1, "www/after-crash.html", "<p>written on node1 after the takeover</p>\n")
+	d1, log1, err = startDaemon(ctx, n1)
+	if err != nil {
+		return err
+	}
+	defer func() { d1.Process.Signal(syscall.SIGTERM); d1.Wait() }()
 	deadline := time.Now().Add(30 * time.Second)
-	for daemonStatus(n2).Stranded != 1 {
+	for !strings.Contains(log1.String(), "failover guard: reconciled") {
 		if time.Now().After(deadline) {
-			return fmt.Errorf("node2 never reported node1's stranded change; status: %s", readHost(n2.Path(statusFile)))
+			return fmt.Errorf("node1 never reconciled with node2; its log:\n%s", log1.String())
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	fmt.Println("   node2's daemon log:")
-	fmt.Print(indent(indent(d2log.String())))
-	if _, err := ocf(ctx, n2, "status"); err != nil {
+	fmt.Print(indent(indent(lines(log1.String(), "became active", "failover guard"))))
+	if _, err := ocf(ctx, n1, "status"); err != nil {
 		return err
 	}
-	fmt.Printf("   node1 still has its change: www/news.html = %s", read(n1, "www/news.html"))
-	fmt.Printf("   node1 got node2's new change: www/index.html = %s", read(n1, "www/index.html"))
-	say("The admin takes node1's stranded change over on node2; the next sync brings the nodes together")
-	if _, err := ocf(ctx, n2, "resolve", "--keep-remote", "/srv/ocf-csync/www/news.html"); err != nil {
+	fmt.Printf("   node2 still has its change: www/index.html = %s", read(n2, "www/index.html"))
+	fmt.Printf("   node2 got node1's new file: www/after-crash.html = %s", read(n2, "www/after-crash.html"))
+	say("The admin takes node2's stranded change over; the next sync brings the nodes together")
+	if _, err := ocf(ctx, n1, "resolve", "--keep-remote", "/srv/ocf-csync/www/index.html"); err != nil {
 		return err
 	}
-	before := daemonStatus(n2).LastSync
-	d2.Process.Signal(syscall.SIGUSR1) // sync now, as cron's `ocf-csync sync` asks it
-	deadline = time.Now().Add(30 * time.Second)
-	for !daemonStatus(n2).LastSync.After(before) {
-		if time.Now().After(deadline) {
-			return fmt.Errorf("node2's daemon did not run a cycle after the resolve")
-		}
-		time.Sleep(100 * time.Millisecond)
+	if _, err := ocf(ctx, n1, "sync"); err != nil {
+		return err
 	}
-	fmt.Println("   node2's daemon synced (asked with SIGUSR1, as `ocf-csync sync` from cron does)")
 	return same(c)
+}
+
+// moveIP takes vip off from (if any) and puts it on to, as IPaddr2 would.
+func moveIP(ctx context.Context, from, to *cluster.Node, vip string) error {
+	if from != nil {
+		if _, _, err := from.Run(ctx, "ip", "addr", "del", vip+"/24", "dev", "eth0"); err != nil {
+			return err
+		}
+	}
+	_, _, err := to.Run(ctx, "ip", "addr", "add", vip+"/24", "dev", "eth0")
+	if err == nil {
+		fmt.Printf("   %s now holds %s\n", to.Name, vip)
+	}
+	return err
+}
+
+// lines keeps the lines of s that contain any of subs.
+func lines(s string, subs ...string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		for _, sub := range subs {
+			if strings.Contains(l, sub) {
+				out = append(out, l)
+				break
+			}
+		}
+	}
+	return strings.Join(out, "\n") + "\n"
 }
 
 const statusFile = "/run/ocf-csync-demo.status"
 
 // daemonStatus reads what the daemon reports (ra.Health); zero if unreadable.
 func daemonStatus(n *cluster.Node) (h struct {
+	State    string    `json:"state"`
 	LastSync time.Time `json:"last_sync"`
-	Stranded int       `json:"stranded"`
 }) {
 	_ = json.Unmarshal([]byte(readHost(n.Path(statusFile))), &h)
 	return h
 }
 
-var d2log syncBuffer
-
-// startDaemon starts `ocf-csync daemon` on n and waits for its first cycle.
-func startDaemon(ctx context.Context, n *cluster.Node, epoch string) (*exec.Cmd, error) {
+// startDaemon starts `ocf-csync daemon` on n, as the resource agent does,
+// and waits for its first cycle; its log goes to the returned buffer.
+func startDaemon(ctx context.Context, n *cluster.Node) (*exec.Cmd, *syncBuffer, error) {
 	os.Remove(n.Path(statusFile))
 	cmd := n.Command(ctx, "ocf-csync", "--config", cfgPath, "--node", n.Name, "daemon",
 		"--status-file", statusFile, "--rescan-interval", "600")
-	if epoch == "2" {
-		cmd.Stderr = &d2log
-	}
+	log := &syncBuffer{}
+	cmd.Stderr = log
 	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start the daemon on %s: %w", n.Name, err)
+		return nil, nil, fmt.Errorf("start the daemon on %s: %w", n.Name, err)
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for daemonStatus(n).LastSync.IsZero() {
 		if time.Now().After(deadline) {
 			cmd.Process.Kill()
-			return nil, fmt.Errorf("the daemon on %s did not finish a cycle", n.Name)
+			return nil, nil, fmt.Errorf("the daemon on %s did not finish a cycle", n.Name)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	fmt.Printf("   %s: ocf-csync daemon running (pid %d, epoch %s)\n", n.Name, cmd.Process.Pid, epoch)
-	return cmd, nil
+	fmt.Printf("   %s: ocf-csync daemon running (pid %d)\n", n.Name, cmd.Process.Pid)
+	return cmd, log, nil
 }
 
 // syncBuffer collects a running process's output.
