@@ -27,9 +27,9 @@ const (
 	EventRootRefused         = "root-refused"        // an include root vanished, emptied or changed file system (here or on PEER)
 	// EventNotCurrent: this node became active with data that is not
 	// current and could not catch up from a current peer.
-	EventNotCurrent = "not-current"
-	DefaultNotifyTimeout     = 30 * time.Second
-	notifyOutputLimit        = 4096
+	EventNotCurrent      = "not-current"
+	DefaultNotifyTimeout = 30 * time.Second
+	notifyOutputLimit    = 4096
 )
 
 // Notifier runs the configured notify command.

@@ -11,9 +11,9 @@ package ra
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"os/signal"
-	"maps"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -58,7 +58,7 @@ type daemon struct {
 	// catchUp is set while this node became active with data that is not
 	// current and has not caught up from a current peer yet.
 	catchUp *catchUp
-	current     map[string]string // csync-current as last published, by node
+	current map[string]string // csync-current as last published, by node
 	// connect opens the per-peer sessions of every push. It is the seam
 	// for persistent sessions: a pool that keeps them open between cycles
 	// replaces it here.

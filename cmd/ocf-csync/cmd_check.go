@@ -55,7 +55,6 @@ func configCommand(env Env) *cli.Command {
 	}
 }
 
-
 func checkCommand(env Env) *cli.Command {
 	return &cli.Command{
 		Name:      "check",
