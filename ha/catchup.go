@@ -120,14 +120,7 @@ func CatchUp(ctx context.Context, o engine.CompareOptions, st *state.Store, peer
 			out.Kept = append(out.Kept, d.Path)
 		default:
 			out.Conflicts = append(out.Conflicts, d.Path)
-			c := state.Conflict{Path: d.Path, Peer: peer, Group: d.Group, RemoteExists: d.Remote != nil,
-				DetectedNs: now, Reason: "changed here and on the current node while this node was not current"}
-			if d.Local != nil {
-				c.Local = *d.Local
-			}
-			if d.Remote != nil {
-				c.Remote = *d.Remote
-			}
+			c := conflictOf(d, now, "changed here and on the current node while this node was not current")
 			if err := st.PutConflict(c); err != nil {
 				return out, err
 			}

@@ -114,15 +114,7 @@ func Reconcile(ctx context.Context, o engine.CompareOptions, st *state.Store, pe
 			b.MarkDirty(peer, d.Path, state.DirtyRecord{MarkedNs: now})
 		default:
 			out.Conflicts = append(out.Conflicts, d.Path)
-			c := state.Conflict{Path: d.Path, Peer: peer, Group: d.Group, RemoteExists: d.Remote != nil,
-				DetectedNs: now, Reason: "changed on both sides around a failover"}
-			if d.Local != nil {
-				c.Local = *d.Local
-			}
-			if d.Remote != nil {
-				c.Remote = *d.Remote
-			}
-			if err := st.PutConflict(c); err != nil {
+			if err := st.PutConflict(conflictOf(d, now, "changed on both sides around a failover")); err != nil {
 				return out, err
 			}
 		}
@@ -131,6 +123,18 @@ func Reconcile(ctx context.Context, o engine.CompareOptions, st *state.Store, pe
 		return out, fmt.Errorf("record reconciliation with %s: %w", peer, err)
 	}
 	return out, nil
+}
+
+// conflictOf is the conflict record of a difference found by comparing.
+func conflictOf(d engine.Difference, now int64, reason string) state.Conflict {
+	c := state.Conflict{Path: d.Path, Peer: d.Peer, Group: d.Group, RemoteExists: d.Remote != nil, DetectedNs: now, Reason: reason}
+	if d.Local != nil {
+		c.Local = *d.Local
+	}
+	if d.Remote != nil {
+		c.Remote = *d.Remote
+	}
+	return c
 }
 
 // GuardOptions drive ReconcileGuarded.

@@ -32,7 +32,7 @@ func newCrmHA(t *testing.T, n int) *haEnv {
 	pcmk.RequireRoot(t)
 	installAgent(t)
 	c := pcmk.New(t, pcmk.Options{Nodes: n, SSHD: true})
-	e := &haEnv{t: t, c: c, vip: c.SubnetPrefix() + ".100"}
+	e := &haEnv{t: t, c: c, vip: c.SubnetPrefix() + ".100", rsc: "p_mirror"}
 	key := groupKey(9)
 	var hosts []string
 	for _, nd := range c.Nodes() {
@@ -72,27 +72,6 @@ func (e *haEnv) readmeMirror(n *pcmk.Node) {
 	e.crm(n, "configure", "primitive", "p_mirror", "ocf:csync:mirror", "params", "config="+haCfg, "cluster_ip="+e.vip,
 		"op", "monitor", "interval=30s", "op", "stop", "timeout=300s")
 	e.crm(n, "configure", "group", "g", "vip", "p_mirror")
-}
-
-// where waits until vip and p_mirror run together on one node and returns it.
-func (e *haEnv) where(from *pcmk.Node, notOn string) *pcmk.Node {
-	e.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), haWait)
-	defer cancel()
-	var at string
-	_, err := from.WaitStatus(ctx, "vip and p_mirror Started together", func(s *ha.ClusterStatus) bool {
-		vs, vo, vm, _ := s.Placement("vip")
-		ms, mo, mm, _ := s.Placement("p_mirror")
-		if len(vs) != 1 || len(ms) != 1 || vs[0] != ms[0] || vm || mm || len(vo)+len(mo) > 0 || vs[0] == notOn {
-			return false
-		}
-		at = vs[0]
-		return true
-	})
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return e.byName(at)
 }
 
 func (e *haEnv) byName(name string) *pcmk.Node {
@@ -286,7 +265,7 @@ func TestHACrmHistory(t *testing.T) {
 	// starts the mirror alone first, wherever Pacemaker puts it.
 	e.readmeVIP(n1)
 	e.readmeMirror(n1)
-	act := e.where(n1, "")
+	act := e.waitGroup(n1, "")
 	sb := e.other(act)
 	e.waitDaemonSynced(act)
 	e.settled("README sequence on empty trees", act, m, expect{})
@@ -320,9 +299,9 @@ func TestHACrmHistory(t *testing.T) {
 		e.writeData(act, "moved-from-"+act.Name+".txt", "written before the move\n")
 		t0 := time.Now()
 		e.standby(act, act, true)
-		nw := e.where(sb, act.Name)
+		nw := e.waitGroup(sb, act.Name)
 		t.Logf("switchover %s -> %s in %v; p_mirror stop took %v, its final sync %v", act.Name, nw.Name,
-			time.Since(t0).Round(time.Millisecond), e.lastOpTime(act, "p_mirror", "stop"), e.finalSyncTook(act))
+			time.Since(t0).Round(time.Millisecond), e.lastOpTime(act, e.mirrorID(), "stop"), e.finalSyncTook(act))
 		e.standby(act, act, false)
 		act, sb = nw, act
 		e.waitDaemonSynced(act)
@@ -334,7 +313,7 @@ func TestHACrmHistory(t *testing.T) {
 	// held the last term itself, so nothing is guarded.
 	m = e.notifyMark()
 	e.crm(act, "resource", "restart", "g")
-	if got := e.where(act, ""); got != act {
+	if got := e.waitGroup(act, ""); got != act {
 		t.Fatalf("after crm resource restart g the group runs on %s", got.Name)
 	}
 	e.waitDaemonSynced(act)
@@ -364,7 +343,7 @@ func TestHACrmHistory(t *testing.T) {
 	}
 	t0 = time.Now()
 	e.crash(failed)
-	act = e.where(surv, failed.Name)
+	act = e.waitGroup(surv, failed.Name)
 	t.Logf("crash of %s: group Started on %s %v after the kill", failed.Name, act.Name, time.Since(t0).Round(time.Millisecond))
 	s := e.waitDaemonSynced(act)
 	if !e.peerBlocked(s, failed.Name) {
@@ -424,7 +403,7 @@ func TestHACrmHistory(t *testing.T) {
 	time.Sleep(time.Second)
 	failed = act
 	e.crash(failed)
-	act = e.where(sb, failed.Name)
+	act = e.waitGroup(sb, failed.Name)
 	e.powerOn(failed)
 	e.standby(act, failed, false)
 	s, _ = e.waitStatus(act, "reporting big.bin stranded", 40*time.Second, func(s haStatus) bool {
@@ -446,9 +425,9 @@ func TestHACrmHistory(t *testing.T) {
 	e.powerOn(sb)
 	t0 = time.Now()
 	e.standby(act, act, true)
-	nw := e.where(sb, act.Name)
+	nw := e.waitGroup(sb, act.Name)
 	t.Logf("empty-disk node %s made active: group Started %v after the move; p_mirror start took %v",
-		nw.Name, time.Since(t0).Round(time.Millisecond), e.lastOpTime(nw, "p_mirror", "start"))
+		nw.Name, time.Since(t0).Round(time.Millisecond), e.lastOpTime(nw, e.mirrorID(), "start"))
 	t.Logf("%s's log of the start: %s", nw.Name, e.logLines(nw, "not current", "caught up", "catch-up", "became active"))
 	if d := diffManifests("before", before, nw.Name, manifest(t, nw.Path(haData))); d != "" {
 		t.Errorf("when p_mirror's start returned on %s its tree was not current:\n%s", nw.Name, d)
@@ -471,7 +450,7 @@ func TestHACrmHistory(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.standby(act, act, true)
-	nw = e.where(sb, act.Name)
+	nw = e.waitGroup(sb, act.Name)
 	if rc, r := e.agentRC(nw, "force-check"); rc != 190 {
 		t.Errorf("monitor on %s, active without a current peer to catch up from = %d, want 190\n%s", nw.Name, rc, r)
 	}
@@ -577,7 +556,7 @@ func TestHACrmThreeNodes(t *testing.T) {
 		e.writeData(seed, fmt.Sprintf("content/f%02d.txt", i), fmt.Sprintf("file %d on the first active node\n", i))
 	}
 	e.readmeMirror(n1)
-	act := e.where(n1, "")
+	act := e.waitGroup(n1, "")
 	if act != seed {
 		t.Fatalf("the group started on %s, not on %s where vip was", act.Name, seed.Name)
 	}
@@ -586,7 +565,7 @@ func TestHACrmThreeNodes(t *testing.T) {
 	// The README's location rule (finite score) is valid crmsh and moves
 	// nothing while the active node is current.
 	e.crm(n1, "configure", "location", "l_g_current", "g", "rule", "100:", "csync-current", "eq", "1")
-	if got := e.where(n1, ""); got != act {
+	if got := e.waitGroup(n1, ""); got != act {
 		t.Errorf("the csync-current location rule moved the group to %s", got.Name)
 	}
 	mon, _, _ := n1.Run(context.Background(), "crm_mon", "-1", "-A", "-r")
@@ -600,7 +579,7 @@ func TestHACrmThreeNodes(t *testing.T) {
 	m = e.notifyMark()
 	e.writeData(act, "content/last.txt", "before the move\n")
 	e.standby(act, act, true)
-	nw := e.where(n1, act.Name)
+	nw := e.waitGroup(n1, act.Name)
 	e.writeData(nw, "content/after.txt", "after the move, on "+nw.Name+"\n")
 	if r := e.csync(nw, "sync"); r.code != 0 {
 		t.Errorf("sync on the new active node %s:\n%s", nw.Name, r)
