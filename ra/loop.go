@@ -12,6 +12,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -86,17 +87,24 @@ func RunDaemon(ctx context.Context, l *Local, o DaemonOptions) error {
 		log.Warn("record the agent's ha parameters for the CLI", "err", err)
 	}
 	d.connect = l.Connector()
+	// The control socket listens before the store is open: a command
+	// started meanwhile waits in the socket's backlog instead of finding
+	// no daemon and then waiting for the database lock.
+	var ln net.Listener
+	if o.Handler != nil {
+		var err error
+		if ln, err = d.listen(); err != nil {
+			return d.fail(err)
+		}
+		defer ln.Close()
+	}
 	st, err := l.OpenStore(ctx, false)
 	if err != nil {
 		return d.fail(err)
 	}
 	d.st = st
 	defer st.Close()
-	if o.Handler != nil {
-		ln, err := d.listen()
-		if err != nil {
-			return d.fail(err)
-		}
+	if ln != nil {
 		served := make(chan struct{})
 		go func() { defer close(served); d.serveControl(context.WithoutCancel(ctx), ln) }()
 		defer func() { ln.Close(); <-served }()
