@@ -89,7 +89,7 @@ type Health struct {
 	// found no current peer).
 	StartWarnings []string `json:"start_warnings,omitempty"`
 	// NotCurrent says why this node's data is not current while it waits
-	// for a catch-up from a current peer; pushes wait until then.
+	// for a catch-up from a current peer.
 	NotCurrent string `json:"not_current,omitempty"`
 }
 
@@ -125,7 +125,7 @@ func (h Health) Problems(now time.Time, threshold time.Duration) []string {
 		out = append(out, r.String())
 	}
 	if h.NotCurrent != "" {
-		out = append(out, "this node's data is not current ("+h.NotCurrent+"); it pushes nothing until it caught up from a current peer")
+		out = append(out, "this node's data is not current ("+h.NotCurrent+"); it catches up as soon as a current peer answers")
 	}
 	for _, p := range h.Peers {
 		if !p.FailingSince.IsZero() && now.Sub(p.FailingSince) >= threshold {

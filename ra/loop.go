@@ -248,7 +248,7 @@ func (d *daemon) activate(ctx context.Context) (bool, error) {
 		l.Notify(ctx, ha.EventTakeoverUnclean, p, a.Failover.Reason)
 	}
 	if need, why := ha.CatchUpNeed(ctx, d.pcmk(), l.View.Name, a.Previous, hadState); need {
-		d.catchUp = &catchUp{why: why, prev: a.Previous}
+		d.catchUp = &catchUp{why: why, prev: a.Previous, blockPushes: !hadState}
 		d.h.NotCurrent = why
 		log.Warn("this node's data is not current: catching up from a current peer first", "why", why)
 		d.tryCatchUp(ctx, st, true)
@@ -263,6 +263,12 @@ type catchUp struct {
 	why      string
 	prev     ha.Term
 	notified bool
+	// blockPushes: this node has no state, so its scan would take every
+	// file for new and a receiver could take such a copy for one some
+	// node synced to it; nothing goes out before the catch-up. A node
+	// that only missed updates pushes its own changes meanwhile (the
+	// receivers' three-way check protects newer data).
+	blockPushes bool
 }
 
 // pcmk is the Pacemaker adapter, or nil when the gate found none.
@@ -313,13 +319,13 @@ func (d *daemon) tryCatchUp(ctx context.Context, st *state.Store, atStart bool) 
 	}
 	d.h.NotCurrent = cu.why + "; " + why
 	if atStart {
-		d.h.StartWarnings = append(d.h.StartWarnings, "started with data that is not current ("+d.h.NotCurrent+"); pushes wait until a current peer answers")
+		d.h.StartWarnings = append(d.h.StartWarnings, "started with data that is not current ("+d.h.NotCurrent+"); it catches up as soon as a current peer answers")
 	}
 	if !cu.notified {
 		cu.notified = true
 		l.Notify(ctx, ha.EventNotCurrent, "", d.h.NotCurrent)
 	}
-	log.Warn("not current, and no catch-up possible yet; pushes wait", "why", d.h.NotCurrent)
+	log.Warn("not current, and no catch-up possible yet; trying again as peers answer", "why", d.h.NotCurrent)
 }
 
 // role records the gate's answer in the status file's fields.
@@ -405,9 +411,9 @@ func (d *daemon) push(ctx context.Context, c Cycle, fromCLI bool) (CycleOutcome,
 		return CycleOutcome{}, err
 	}
 	log := l.logger()
-	if d.catchUp != nil {
-		// Not current: nothing of this node's may reach a peer before it
-		// caught up (its tree may be empty or stale).
+	if d.catchUp != nil && d.catchUp.blockPushes {
+		// No state: nothing of this node's may reach a peer before it
+		// caught up.
 		guard = maps.Clone(guard)
 		for _, p := range engine.AllPeers(l.View) {
 			if _, ok := guard[p]; !ok {
@@ -452,8 +458,8 @@ func (d *daemon) push(ctx context.Context, c Cycle, fromCLI bool) (CycleOutcome,
 	_ = st.Conflicts(func(cf state.Conflict) error { d.h.Conflicts++; conflicted[cf.Peer] = true; return nil })
 	_ = st.StrandedList(func(state.Stranded) error { d.h.Stranded++; return nil })
 	d.publish(ctx, st)
-	if full && out.Pushed && d.active && !c.DryRun {
-		d.publishCurrent(ctx, st, out.Result, guard, conflicted)
+	if out.Pushed && d.active && !c.DryRun {
+		d.publishCurrent(ctx, st, out.Result, full, guard, conflicted)
 	}
 	return out, err
 }
@@ -666,16 +672,25 @@ func (d *daemon) finalSync(ctx context.Context) {
 }
 
 // publishCurrent keeps each node's csync-current attribute true: 1 for
-// this node and every peer this cycle left fully up to date (nothing
-// pending, no conflict, not blocked, reached), else 0. Only changes are
+// this node (once it is current itself) and every peer this cycle left
+// fully up to date (nothing pending, no conflict, not blocked, reached),
+// else 0. Only changes are
 // written (crm_attribute -l forever), and only with Pacemaker.
-func (d *daemon) publishCurrent(ctx context.Context, st *state.Store, res engine.Result, guard map[string]string, conflicted map[string]bool) {
+func (d *daemon) publishCurrent(ctx context.Context, st *state.Store, res engine.Result, full bool, guard map[string]string, conflicted map[string]bool) {
 	d.setCurrent(ctx, d.l.View.Name, d.catchUp == nil)
 	failed := map[string]bool{}
+	var reached []string
 	for _, p := range res.Peers {
 		failed[p.Peer] = p.Err != nil
+		reached = append(reached, p.Peer)
 	}
-	for _, p := range engine.AllPeers(d.l.View) {
+	peers := engine.AllPeers(d.l.View)
+	if !full {
+		// A partial cycle (watch hints, a retry) speaks only for the
+		// peers it pushed to.
+		peers = reached
+	}
+	for _, p := range peers {
 		n, err := st.DirtyCount(p)
 		_, blocked := guard[p]
 		d.setCurrent(ctx, p, err == nil && n == 0 && !blocked && !failed[p] && !conflicted[p])
