@@ -209,7 +209,7 @@ func TestSFTPTarget(t *testing.T) {
 	e.writeFile(n1, dataDir+"/late.txt", "node1 pushed it to node2 only\n", 0o644)
 	e.mustSync(n1, "--peer", n2.Name)
 	e.writeFile(n2, dataDir+"/from-node2.txt", "node2 after takeover\n", 0o644)
-	e.startDaemon(n2, "2")
+	e.startDaemon(n2)
 	for p, want := range map[string]string{"late.txt": "node1 pushed it to node2 only\n", "from-node2.txt": "node2 after takeover\n"} {
 		if got, err := os.ReadFile(data(n3, p)); string(got) != want {
 			t.Errorf("after failover node3's %s = %q (%v), want %q", p, got, err, want)
