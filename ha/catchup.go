@@ -108,6 +108,11 @@ func CatchUp(ctx context.Context, o engine.CompareOptions, st *state.Store, peer
 			bp = &base
 		}
 		v := Sort(d.Local, d.Remote, bp, o.Ignore)
+		if !hasBase && d.Local != nil && d.Remote != nil && d.Local.SameContent(d.Remote) {
+			// The same content, never agreed on (directories, mostly):
+			// the current node's metadata wins.
+			v = VerdictStranded
+		}
 		if v == VerdictConflict && !hasBase && !known {
 			// This node never recorded its copy: nothing of its own to
 			// protect against the current peer.

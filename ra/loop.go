@@ -453,15 +453,23 @@ func (d *daemon) push(ctx context.Context, c Cycle, fromCLI bool) (CycleOutcome,
 		d.h.Refusals = out.Result.Refusals // monitor reports them as degraded
 	}
 	d.role(out.Gate)
+	conflicted := d.count(st)
+	d.publish(ctx, st)
+	if out.Pushed && d.active && !c.DryRun && d.catchUp == nil {
+		// A node that is not current itself says nothing about the others.
+		d.publishCurrent(ctx, st, out.Result, full, guard, conflicted)
+	}
+	return out, err
+}
+
+// count records the conflicts and stranded changes in the status file's
+// fields, and returns the peers with a conflict.
+func (d *daemon) count(st *state.Store) map[string]bool {
 	d.h.Conflicts, d.h.Stranded = 0, 0
 	conflicted := map[string]bool{}
 	_ = st.Conflicts(func(cf state.Conflict) error { d.h.Conflicts++; conflicted[cf.Peer] = true; return nil })
 	_ = st.StrandedList(func(state.Stranded) error { d.h.Stranded++; return nil })
-	d.publish(ctx, st)
-	if out.Pushed && d.active && !c.DryRun {
-		d.publishCurrent(ctx, st, out.Result, full, guard, conflicted)
-	}
-	return out, err
+	return conflicted
 }
 
 // reconcile runs the failover guard's reconciliation with every blocked
@@ -510,6 +518,7 @@ func (d *daemon) retryGuard(ctx context.Context) {
 			}
 		}
 		_, lifted, err := d.reconcile(ctx, st)
+		d.count(st) // what the reconciliation found shows at once
 		return lifted, err
 	}()
 	if err != nil {
@@ -667,7 +676,9 @@ func (d *daemon) finalSync(ctx context.Context) {
 		}
 		log.Warn("no clean handoff; the next takeover will be guarded", "peer", p, "why", why)
 		l.Notify(fctx, ha.EventFinalSyncIncomplete, p, why)
-		d.setCurrent(fctx, p, false)
+		if d.catchUp == nil {
+			d.setCurrent(fctx, p, false)
+		}
 	}
 }
 

@@ -451,9 +451,7 @@ func TestHACrmHistory(t *testing.T) {
 	}
 	e.standby(act, act, true)
 	nw = e.waitGroup(sb, act.Name)
-	if rc, r := e.agentRC(nw, "force-check"); rc != 190 {
-		t.Errorf("monitor on %s, active without a current peer to catch up from = %d, want 190\n%s", nw.Name, rc, r)
-	}
+	e.waitMonitor(nw, 190, 10*time.Second, "active without a current peer to catch up from")
 	if n := e.notifiedSince(nw, m); !strings.Contains(n, ha.EventNotCurrent) {
 		t.Errorf("no not-current notification on %s:\n%s", nw.Name, n)
 	}
@@ -468,16 +466,29 @@ func TestHACrmHistory(t *testing.T) {
 	e.standby(nw, act, false)
 	act, sb = nw, act
 	e.waitStatus(act, "caught up", 45*time.Second, func(s haStatus) bool { return s.Daemon == "running" })
-	deadline := time.Now().Add(45 * time.Second)
-	for rc, _ := e.agentRC(act, "force-check"); rc != 0; rc, _ = e.agentRC(act, "force-check") {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s still degraded 45 s after its current peer answered again", act.Name)
-		}
-		time.Sleep(time.Second)
-	}
+	d = e.waitMonitor(act, 0, 60*time.Second, "after its current peer answered again")
+	t.Logf("%s caught up %v after its current peer's sshd was back; its log: %s", act.Name, d.Round(time.Millisecond),
+		e.logLines(act, "caught up", "catch-up", "not current"))
 	e.settled("empty disk, no current peer at first", act, m, expect{events: []string{ha.EventNotCurrent, ha.EventPeerUnreachable, ha.EventFinalSyncIncomplete}})
 	if fs := e.crmFailures(act); len(fs) > 0 {
 		t.Logf("crm_mon lists these operation results: %v", fs)
+	}
+}
+
+// waitMonitor waits until the monitor of the mirror on n returns rc.
+func (e *haEnv) waitMonitor(n *pcmk.Node, rc int, within time.Duration, what string) time.Duration {
+	e.t.Helper()
+	t0 := time.Now()
+	for {
+		got, r := e.agentRC(n, "force-check")
+		if got == rc {
+			return time.Since(t0)
+		}
+		if time.Since(t0) > within {
+			e.t.Errorf("monitor on %s %s = %d after %v, want %d\n%s", n.Name, what, got, within, rc, r)
+			return time.Since(t0)
+		}
+		time.Sleep(500 * time.Millisecond)
 	}
 }
 
@@ -486,9 +497,7 @@ func TestHACrmHistory(t *testing.T) {
 // scenario settled.
 func (e *haEnv) settledStranded(act, failed *pcmk.Node, m notifyMark, files []string) {
 	e.t.Helper()
-	if rc, r := e.agentRC(act, "force-check"); rc != 190 {
-		e.t.Errorf("monitor on %s with stranded changes = %d, want 190\n%s", act.Name, rc, r)
-	}
+	e.waitMonitor(act, 190, 10*time.Second, "with stranded changes")
 	for _, f := range files {
 		if r := e.csync(act, "resolve", "--keep-remote", haData+"/"+f); r.code != 0 {
 			e.t.Errorf("resolve --keep-remote %s on %s:\n%s", f, act.Name, r)
