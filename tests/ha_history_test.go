@@ -361,7 +361,7 @@ func TestHACrmHistory(t *testing.T) {
 			t.Errorf("%s is not reported stranded:\n%s", f, s.Raw)
 		}
 	}
-	e.waitFile(failed, haData+"/after-takeover.txt", "written on "+act.Name+" after the takeover\n", 20*time.Second)
+	e.waitFileOrLog(failed, haData+"/after-takeover.txt", "written on "+act.Name+" after the takeover\n", 20*time.Second, act)
 	if got, _ := e.read(failed, haData+"/etc/app.conf"); !strings.Contains(got, "never synced") {
 		t.Errorf("the failed node's edit was overwritten: %q", got)
 	}
@@ -472,6 +472,24 @@ func TestHACrmHistory(t *testing.T) {
 	e.settled("empty disk, no current peer at first", act, m, expect{events: []string{ha.EventNotCurrent, ha.EventPeerUnreachable, ha.EventFinalSyncIncomplete}})
 	if fs := e.crmFailures(act); len(fs) > 0 {
 		t.Logf("crm_mon lists these operation results: %v", fs)
+	}
+}
+
+// waitFileOrLog is waitFile that shows the daemon's log of logOf when the
+// file does not arrive.
+func (e *haEnv) waitFileOrLog(n *pcmk.Node, inNode, want string, within time.Duration, logOf *pcmk.Node) time.Duration {
+	e.t.Helper()
+	t0 := time.Now()
+	for {
+		if got, _ := e.read(n, inNode); got == want {
+			return time.Since(t0)
+		}
+		if time.Since(t0) > within {
+			got, _ := e.read(n, inNode)
+			e.t.Fatalf("%s on %s is %q after %v, want %q; %s's daemon log:%s", inNode, n.Name, got, within, want,
+				logOf.Name, e.logLines(logOf, "component=daemon", "mirror(p_mirror)"))
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 
