@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"ocf-csync/tests/cluster"
 )
 
@@ -110,10 +112,16 @@ func (b *bench) fanOut(ctx context.Context) error {
 		return []string{fan1, fan8}
 	}
 	for round := range p.fanReps {
-		for _, kind := range order(round) {
+		for _, kind := range []string{fan1, fan8} {
 			if err := reset(kind); err != nil {
 				return err
 			}
+		}
+		if round > 0 {
+			unix.Sync()
+			time.Sleep(deleteSettle)
+		}
+		for _, kind := range order(round) {
 			if err := run("fan-initial", round, kind); err != nil {
 				return err
 			}
