@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 
@@ -171,11 +172,48 @@ func (d *dirHandle) close() {
 	}
 }
 
-// walk opens dir (absolute, clean) component by component without following
-// symlinks. orig is the path being checked, for error messages. With
-// tolerateMissing a missing component stops the walk and returns the deepest
-// existing directory with missing=true.
+// walk opens dir (absolute, clean) without following a symlink in any
+// component. orig is the path being checked, for error messages. With
+// tolerateMissing a missing component stops the walk and returns the
+// deepest existing directory with missing=true.
+//
+// One openat2(RESOLVE_NO_SYMLINKS) does it when the whole path exists: the
+// kernel refuses a symlink anywhere in it, the rule walkComponents applies
+// one component at a time (14 syscalls for a path 6 deep instead of 2).
+// Anything else (a missing or non-directory component, a symlink, a kernel
+// without openat2) takes the component walk, which says what is wrong.
 func walk(orig, dir string, tolerateMissing bool) (d *dirHandle, missing bool, err error) {
+	if fd, ok := openNoSymlinks(dir); ok {
+		return &dirHandle{fd: fd, path: dir}, false, nil
+	}
+	return walkComponents(orig, dir, tolerateMissing)
+}
+
+// noOpenat2 is set once openat2 turned out to be unavailable (ENOSYS on
+// kernels before 5.6, EPERM under some seccomp filters).
+var noOpenat2 atomic.Bool
+
+// openNoSymlinks opens dir for reading (so it can be fsynced) in one
+// syscall that fails if any component is a symlink.
+func openNoSymlinks(dir string) (int, bool) {
+	if noOpenat2.Load() {
+		return -1, false
+	}
+	fd, err := unix.Openat2(unix.AT_FDCWD, dir, &unix.OpenHow{
+		Flags:   unix.O_RDONLY | unix.O_DIRECTORY | unix.O_CLOEXEC,
+		Resolve: unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
+	})
+	switch err {
+	case nil:
+		return fd, true
+	case unix.ENOSYS, unix.EPERM:
+		noOpenat2.Store(true)
+	}
+	return -1, false
+}
+
+// walkComponents is walk one component at a time with O_NOFOLLOW.
+func walkComponents(orig, dir string, tolerateMissing bool) (d *dirHandle, missing bool, err error) {
 	fd, err := unix.Open("/", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, false, fmt.Errorf("open /: %w", err)

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -51,22 +52,41 @@ func (t *Target) want(rec state.FileRecord, old *state.FileRecord) owner {
 func procFd(fd int) string { return "/proc/self/fd/" + strconv.Itoa(fd) }
 
 // metaFd sets owner, mode and (with setTime) mtime on the object fd refers
-// to. fd may be an O_PATH handle: chown uses AT_EMPTY_PATH, chmod and
-// utimensat go through /proc/self/fd, which reaches the very inode without
-// a path lookup (what glibc does for fchmodat on O_PATH). Owner comes first
-// because chown clears the setuid and setgid bits.
+// to. fd may be an O_PATH handle: chown uses AT_EMPTY_PATH; chmod and
+// utimensat try the fd itself (fchmod, futimens) and, for an O_PATH handle,
+// where those fail with EBADF, go through /proc/self/fd, which reaches the
+// very inode without a path lookup (what glibc does for fchmodat on O_PATH).
+// Owner comes first because chown clears the setuid and setgid bits.
 func metaFd(fd int, name string, w owner, mtimeNs int64, setTime bool) error {
 	if err := unix.Fchownat(fd, "", int(w.uid), int(w.gid), unix.AT_EMPTY_PATH); err != nil {
 		return fmt.Errorf("chown %s to %d:%d: %w", name, w.uid, w.gid, err)
 	}
-	if err := unix.Fchmodat(unix.AT_FDCWD, procFd(fd), w.mode, 0); err != nil {
+	err := unix.Fchmod(fd, w.mode)
+	if err == unix.EBADF {
+		err = unix.Fchmodat(unix.AT_FDCWD, procFd(fd), w.mode, 0)
+	}
+	if err != nil {
 		return fmt.Errorf("chmod %s to %04o (is /proc mounted?): %w", name, w.mode, err)
 	}
 	if setTime {
 		ts := []unix.Timespec{{Nsec: unix.UTIME_OMIT}, unix.NsecToTimespec(mtimeNs)}
-		if err := unix.UtimesNanoAt(unix.AT_FDCWD, procFd(fd), ts, 0); err != nil {
+		err := futimens(fd, ts)
+		if err == unix.EBADF {
+			err = unix.UtimesNanoAt(unix.AT_FDCWD, procFd(fd), ts, 0)
+		}
+		if err != nil {
 			return fmt.Errorf("set mtime of %s: %w", name, err)
 		}
+	}
+	return nil
+}
+
+// futimens is utimensat(fd, NULL, ts, 0): the times of the open file
+// itself (x/sys has no wrapper that passes a NULL path).
+func futimens(fd int, ts []unix.Timespec) error {
+	_, _, errno := unix.Syscall6(unix.SYS_UTIMENSAT, uintptr(fd), 0, uintptr(unsafe.Pointer(&ts[0])), 0, 0, 0)
+	if errno != 0 {
+		return errno
 	}
 	return nil
 }

@@ -369,8 +369,14 @@ func (b *bench) profiled(j job, set, label string) (job, func()) {
 	}
 	if trace {
 		sender, receiver := profRun+"/"+tag+"-sender.strace", profRun+"/"+tag+"-receiver.strace"
-		j.args = append([]string{"strace", "-f", "-c", "-o", sender}, j.args...)
-		serveWrap = "strace -f -c -o " + receiver + " "
+		// BENCH_STRACE_WALL=1 counts wall time in each syscall (-w), which
+		// shows where a side waits; the default counts system CPU time.
+		flags := []string{"-f", "-c"}
+		if os.Getenv("BENCH_STRACE_WALL") != "" {
+			flags = append(flags, "-w")
+		}
+		j.args = append(append(append([]string{"strace"}, flags...), "-o", sender), j.args...)
+		serveWrap = "strace " + strings.Join(flags, " ") + " -o " + receiver + " "
 		if isRsync {
 			i := slices.Index(j.args, "--rsync-path")
 			j.args[i+1] = serveWrap + j.args[i+1]
