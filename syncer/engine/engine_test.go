@@ -3,6 +3,7 @@ package engine
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -291,4 +292,49 @@ func TestTakeoverPushesToThirdNode(t *testing.T) {
 	if res.Peers[0].Conflicts != 1 {
 		t.Fatalf("a file c created itself was not protected: %+v", res.Peers[0])
 	}
+}
+
+// TestPushAcrossAckFlights pushes more files than fit in one group of
+// acks, so the receiver makes groups durable in the background while it
+// applies the next: every file arrives, both sides record every base, and
+// nothing stays dirty.
+func TestPushAcrossAckFlights(t *testing.T) {
+	nodes := setup(t, "a", "b")
+	a, b := nodes["a"], nodes["b"]
+	n := ackBatchFiles + ackBatchFiles/5
+	name := func(i int) string { return fmt.Sprintf("d%02d/f%05d", i%25, i) }
+	for i := range n {
+		write(t, filepath.Join(a.root, name(i)), fmt.Sprintf("v1 %d\n", i))
+	}
+	check := func(version string) {
+		t.Helper()
+		for i := range n {
+			p := filepath.Join(b.root, name(i))
+			if got := read(t, p); got != fmt.Sprintf("%s %d\n", version, i) {
+				t.Fatalf("%s on b = %q, want %s", name(i), got, version)
+			}
+			for _, side := range []struct {
+				nd   *node
+				peer string
+			}{{a, "b"}, {b, "a"}} {
+				if _, ok, err := side.nd.st.GetBase(side.peer, filepath.Join(side.nd.root, name(i))); err != nil || !ok {
+					t.Fatalf("%s: no base of %s for %s (%v)", side.nd.name, name(i), side.peer, err)
+				}
+			}
+		}
+		if d, err := a.st.DirtyCount("b"); err != nil || d != 0 {
+			t.Fatalf("a still has %d dirty for b (%v)", d, err)
+		}
+	}
+	if err := a.sync(t, nodes, Options{}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	check("v1")
+	for i := range n {
+		write(t, filepath.Join(a.root, name(i)), fmt.Sprintf("v2 %d\n", i))
+	}
+	if err := a.sync(t, nodes, Options{}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	check("v2")
 }

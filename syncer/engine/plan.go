@@ -75,7 +75,8 @@ type planFilter struct {
 // shared group any more, or that this node may not push, go to stale and
 // skipped instead.
 func eachDirty(st *state.Store, view *config.NodeView, f planFilter, stale, skipped func(string), fn func(*item) error) error {
-	return st.Dirty(f.peer, func(path string, d state.DirtyRecord) error {
+	return st.DirtyEntries(f.peer, func(e *state.DirtyEntry) error {
+		path := e.Path
 		if !pathSelected(path, f.paths, f.recursive) {
 			return nil
 		}
@@ -92,15 +93,9 @@ func eachDirty(st *state.Store, view *config.NodeView, f planFilter, stale, skip
 			skipped(path)
 			return nil
 		}
-		it := &item{path: path, forced: d.Forced, group: g}
+		it := &item{path: path, forced: e.Dirty.Forced, group: g,
+			cur: e.File, exists: e.Exists, base: e.Base, hasBase: e.HasBase}
 		it.wire, _ = g.WireName(path)
-		var err error
-		if it.cur, it.exists, err = st.GetFile(path); err != nil {
-			return err
-		}
-		if it.base, it.hasBase, err = st.GetBase(f.peer, path); err != nil {
-			return err
-		}
 		if it.hasBase && it.base.Kind == state.KindNone {
 			it.hasBase = false
 		}

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"time"
 
@@ -76,18 +77,23 @@ type receiver struct {
 	groups  map[string]*config.GroupView // only the groups the sender proved
 	targets map[string]*apply.Target
 
-	acks      []proto.Ack
-	ackBytes  int64
-	batch     *state.Batch
-	pending   actionQueue                 // actions of changes not yet acknowledged
-	queued    []state.QueuedAction        // actions stored durably, run at EndBatch
-	conflicts map[string]bool             // recorded conflicts with the sender (lazy)
-	dirMtimes map[string]dirTouch         // dirs we changed, with their mtime before
-	dirWant   map[string]state.FileRecord // directory metadata the sender sent
-	roots     map[string]*rootVerdict     // include roots judged in this session
-	canWrite  bool                        // the store took writes when the first op came
-	unclean   bool                        // an earlier owner of the db died (state.Unclean)
-	batches   int                         // EndBatch requests answered
+	acks     []proto.Ack
+	ackBytes int64
+	flight   *flight // acks being made durable in the background
+	// noneDirtyBack: this node had nothing dirty toward the sender when the
+	// session took the state db (which it holds until the end).
+	noneDirtyBack bool
+	copyBuf       []byte // reused by every whole-file copy
+	batch         *state.Batch
+	pending       actionQueue                 // actions of changes not yet acknowledged
+	queued        []state.QueuedAction        // actions stored durably, run at EndBatch
+	conflicts     map[string]bool             // recorded conflicts with the sender (lazy)
+	dirMtimes     map[string]dirTouch         // dirs we changed, with their mtime before
+	dirWant       map[string]state.FileRecord // directory metadata the sender sent
+	roots         map[string]*rootVerdict     // include roots judged in this session
+	canWrite      bool                        // the store took writes when the first op came
+	unclean       bool                        // an earlier owner of the db died (state.Unclean)
+	batches       int                         // EndBatch requests answered
 }
 
 // dirTouch is a directory whose entries a session changed.
@@ -188,6 +194,11 @@ func Serve(ctx context.Context, o ServeOptions) (err error) {
 			}
 		}
 		r.batch = r.o.Store.NewBatch()
+		// Nothing pending toward the sender: no path needs its dirty entry
+		// cleared, and a delete per received file is not written for nothing.
+		if peers, err := r.o.Store.DirtyPeers(); err == nil && !slices.Contains(peers, sender) {
+			r.noneDirtyBack = true
+		}
 		// Actions a crashed run left behind run with this session's.
 		if err := r.o.Store.Actions(func(a state.QueuedAction) error {
 			r.queued = append(r.queued, a)
@@ -437,13 +448,91 @@ func (r *receiver) queueAck(a proto.Ack, bytes int64) error {
 	r.acks = append(r.acks, a)
 	r.ackBytes += bytes
 	if len(r.acks) >= ackBatchFiles || r.ackBytes >= ackBatchBytes {
+		return r.startFlight()
+	}
+	return nil
+}
+
+// flight is a group of acks whose changes a background goroutine makes
+// durable while the receiver applies the next ones: the wait for the disk
+// overlaps work instead of stopping the session. The goroutine keeps the
+// order a crash needs: the files first (syncfs of the targets), then the
+// actions (durable, so a record never exists without its action), then the
+// records (durable). The acks go out only once it is done.
+type flight struct {
+	acks   []proto.Ack
+	queued []state.QueuedAction // the actions it stored
+	done   chan error
+}
+
+// startFlight hands the acks so far, their actions and their records to a
+// background goroutine; first the previous flight lands, so at most one is
+// in the air and records are committed in order.
+func (r *receiver) startFlight() error {
+	if err := r.landFlight(); err != nil {
+		return err
+	}
+	if r.dry {
 		return r.flushAcks()
+	}
+	f := &flight{acks: r.acks, done: make(chan error, 1)}
+	pending, batch := r.pending, r.batch
+	r.batch = r.o.Store.NewBatch()
+	r.acks, r.ackBytes, r.pending = nil, 0, actionQueue{}
+	targets := make([]*apply.Target, 0, len(r.targets))
+	for _, t := range r.targets {
+		targets = append(targets, t)
+	}
+	st := r.o.Store
+	go func() {
+		f.done <- func() error {
+			for _, t := range targets {
+				if err := t.Sync(); err != nil {
+					batch.Cancel()
+					return fmt.Errorf("make received files durable: %w", err)
+				}
+			}
+			q, err := pending.persist(st)
+			f.queued = q
+			if err != nil {
+				batch.Cancel()
+				return err
+			}
+			if err := batch.CommitDurable(); err != nil {
+				return fmt.Errorf("record received files: %w", err)
+			}
+			return nil
+		}()
+	}()
+	r.flight = f
+	return r.c.Flush()
+}
+
+// landFlight waits for the flight in the air, if any, and sends its acks.
+func (r *receiver) landFlight() error {
+	f := r.flight
+	if f == nil {
+		return nil
+	}
+	r.flight = nil
+	err := <-f.done
+	r.queued = append(r.queued, f.queued...)
+	if err != nil {
+		return err
+	}
+	for _, a := range f.acks {
+		if err := r.c.Send(a); err != nil {
+			return err
+		}
 	}
 	return nil
 }
 
 // flushAcks makes everything applied so far durable, then reports it.
 func (r *receiver) flushAcks() error {
+	if err := r.landFlight(); err != nil {
+		return err
+	}
 	if len(r.acks) == 0 {
 		return r.c.Flush()
 	}
@@ -743,7 +832,10 @@ func (r *receiver) receiveFile(op *proto.Op, t *apply.Target, local string, rec 
 			err = delta.PatchLimit(basis, dr, w, rec.Size)
 		} else {
 			var n int64
-			n, err = io.Copy(w, io.LimitReader(dr, rec.Size))
+			if r.copyBuf == nil {
+				r.copyBuf = make([]byte, 32<<10)
+			}
+			n, err = io.CopyBuffer(w, io.LimitReader(dr, rec.Size), r.copyBuf)
 			if err == nil && n == rec.Size {
 				var one [1]byte
 				if k, _ := io.ReadFull(dr, one[:]); k > 0 {
@@ -815,7 +907,9 @@ func (r *receiver) done(op *proto.Op, g *config.GroupView, local string, rec *st
 		a.HasCurrent = true
 		a.Current = proto.RecordFrom(now)
 	}
-	r.batch.ClearDirty(r.sender, local)
+	if !r.noneDirtyBack {
+		r.batch.ClearDirty(r.sender, local)
+	}
 	if g.IsSlave(r.o.View.Name) {
 		// A slave's own change to this path is overwritten now: nothing
 		// of it is left to report as pending toward any peer (csync2's FLUSH).

@@ -60,8 +60,12 @@ func joinPath(dir, name string) string {
 }
 
 func fileKey(p string) []byte {
+	return appendFileKey(make([]byte, 0, 2+len(p)), p)
+}
+
+// appendFileKey appends p's file key to k.
+func appendFileKey(k []byte, p string) []byte {
 	dir, name := splitPath(p)
-	k := make([]byte, 0, 2+len(dir)+len(name))
 	k = append(k, pfxFile)
 	k = append(k, dir...)
 	k = append(k, 0)

@@ -916,3 +916,59 @@ func TestBorrow(t *testing.T) {
 		t.Errorf("a borrowed handle still reads after the owner closed the store")
 	}
 }
+
+// TestDirtyEntries reads the dirty set with file records and bases in one
+// pass: a base far ahead (seek), bases close behind each other (next), a
+// deletion (base, no file), a new path (file, no base), and another peer's
+// keys, which must not leak in.
+func TestDirtyEntries(t *testing.T) {
+	s := openT(t, t.TempDir())
+	b := s.NewBatch()
+	for i := range 40 {
+		// Bases without dirty entries between the dirty paths: the
+		// iterator must step or seek past them.
+		b.PutBase("p", fmt.Sprintf("/b/%02d", i), reg(int64(i), 1))
+	}
+	b.PutFile("/a", reg(1, 1))
+	b.PutBase("p", "/a", reg(2, 1))
+	b.MarkDirty("p", "/a", DirtyRecord{MarkedNs: 1})
+	// File keys go by directory: /a/b/x sorts after /a0 among them, before
+	// it among paths, so the file iterator must seek back.
+	for _, p := range []string{"/a/b/x", "/a/b/y", "/a0"} {
+		b.PutFile(p, reg(7, 1))
+		b.MarkDirty("p", p, DirtyRecord{})
+	}
+	b.PutFile("/c", reg(3, 1)) // new: no base
+	b.MarkDirty("p", "/c", DirtyRecord{Forced: true})
+	b.PutBase("p", "/d", reg(4, 1)) // deleted here: base only
+	b.MarkDirty("p", "/d", DirtyRecord{})
+	b.PutBase("p2", "/c", reg(9, 9)) // another peer's base
+	b.MarkDirty("p2", "/a", DirtyRecord{})
+	b.PutBase("p", "/z", reg(5, 1))
+	b.MarkDirty("p", "/z", DirtyRecord{})
+	if err := b.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	type got struct {
+		path                 string
+		forced, exists, base bool
+		fileSize, baseSize   int64
+	}
+	var all []got
+	err := s.DirtyEntries("p", func(e *DirtyEntry) error {
+		all = append(all, got{e.Path, e.Dirty.Forced, e.Exists, e.HasBase, e.File.Size, e.Base.Size})
+		return nil
+	})
+	want := []got{
+		{"/a", false, true, true, 1, 2},
+		{"/a/b/x", false, true, false, 7, 0},
+		{"/a/b/y", false, true, false, 7, 0},
+		{"/a0", false, true, false, 7, 0},
+		{"/c", true, true, false, 3, 0},
+		{"/d", false, false, true, 0, 4},
+		{"/z", false, false, true, 0, 5},
+	}
+	if err != nil || !slices.Equal(all, want) {
+		t.Fatalf("DirtyEntries = %+v, %v; want %+v", all, err, want)
+	}
+}
