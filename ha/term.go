@@ -146,11 +146,26 @@ func BecomeActive(ctx context.Context, st *state.Store, pcmk Pacemaker, self, po
 // write one. With Pacemaker, h's term must be the latest csync-epoch term
 // of the cluster; without it, it must not be older than any term this node
 // knows. (Who the sender is, the transport and the SSH_CONNECTION check
-// establish; this checks what it claims about the cluster.)
+// establish; this checks what it claims about the cluster.) A clean
+// handoff is also refused by a node whose store holds no records at all.
 func AcceptHandoff(ctx context.Context, st *state.Store, pcmk Pacemaker, self string, h state.Handoff) error {
 	local, cluster, err := knownTerms(ctx, st, pcmk, self)
 	if err != nil {
 		return fmt.Errorf("cannot check the handoff of %s at epoch %d: %w", h.From, h.Epoch, err)
+	}
+	if h.Clean {
+		// A clean handoff says this node holds every base the sender
+		// has for it. A store with no records at all (a new node, or a
+		// disk replaced while it was down) holds none, whatever the
+		// sender believes: its next takeover must catch up and be
+		// guarded, and the sender must learn it is not current.
+		n, err := st.CountFiles()
+		if err != nil {
+			return fmt.Errorf("cannot check the handoff of %s at epoch %d: %w", h.From, h.Epoch, err)
+		}
+		if n == 0 {
+			return fmt.Errorf("%s's clean handoff refused: this node holds no synced state (a new or wiped disk), so it is not up to date", h.From)
+		}
 	}
 	claim := Term{h.From, h.Epoch}
 	if len(cluster) > 0 {

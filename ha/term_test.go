@@ -25,6 +25,12 @@ func newTermCluster(t *testing.T, pcmk bool, names ...string) *termCluster {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { st.Close() })
+		// Every node has synced something: a clean handoff needs state.
+		b := st.NewBatch()
+		b.PutFile("/data", &state.FileRecord{})
+		if err := b.Commit(); err != nil {
+			t.Fatal(err)
+		}
 		c.stores[n] = st
 	}
 	return c
@@ -141,5 +147,28 @@ func TestAcceptHandoffNeedsTheCurrentTerm(t *testing.T) {
 	}
 	if err := c.handoff("node2", "node3", 2, true); err != nil {
 		t.Errorf("the holder's handoff refused: %v", err)
+	}
+}
+
+// A node whose state is gone (a new or wiped disk) takes the mark of a
+// new term, but no clean handoff: it holds none of the bases the sender
+// believes it has.
+func TestAcceptHandoffNeedsState(t *testing.T) {
+	c := newTermCluster(t, true, "node1", "node2")
+	c.activate("node1")
+	empty, err := state.Open(context.Background(), state.Options{Dir: t.TempDir(), Node: "node2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer empty.Close()
+	if err := AcceptHandoff(context.Background(), empty, c.fake("node2"), "node2", state.Handoff{From: "node1", Epoch: 1}); err != nil {
+		t.Errorf("the mark of node1's term refused by a node without state: %v", err)
+	}
+	err = AcceptHandoff(context.Background(), empty, c.fake("node2"), "node2", state.Handoff{From: "node1", Epoch: 1, Clean: true})
+	if err == nil || !strings.Contains(err.Error(), "no synced state") {
+		t.Errorf("a clean handoff to a node without state: err = %v, want a refusal", err)
+	}
+	if err := c.handoff("node1", "node2", 1, true); err != nil {
+		t.Errorf("a clean handoff to a node with state refused: %v", err)
 	}
 }

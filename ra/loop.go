@@ -672,6 +672,12 @@ func (d *daemon) finalSync(ctx context.Context) {
 				why = r.Err.Error()
 			case r.Blocked != "":
 				why = "the failover guard blocks it: " + r.Blocked
+			default:
+				// The peer refused the handoff (it holds no state, or
+				// another node holds the current term): say its reason.
+				if i := slices.IndexFunc(r.Problems, func(s string) bool { return strings.HasPrefix(s, "handoff not recorded") }); i >= 0 {
+					why = r.Problems[i]
+				}
 			}
 		}
 		log.Warn("no clean handoff; the next takeover will be guarded", "peer", p, "why", why)

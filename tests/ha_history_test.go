@@ -10,11 +10,14 @@ package tests
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -48,7 +51,36 @@ func newCrmHA(t *testing.T, n int) *haEnv {
 		}
 	}
 	t.Logf("cluster of %d nodes up in %v", n, c.UpIn.Round(time.Millisecond))
+	saveLogsOnFailure(t, c)
 	return e
+}
+
+// saveLogsOnFailure copies every node's pacemaker.log and notify log into
+// $OCF_CSYNC_TEST_LOGS/<test>/ when the test failed (the cluster's own
+// directory goes with it).
+func saveLogsOnFailure(t *testing.T, c *pcmk.Cluster) {
+	dir := os.Getenv("OCF_CSYNC_TEST_LOGS")
+	if dir == "" {
+		return
+	}
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		out := filepath.Join(dir, strings.ReplaceAll(t.Name(), "/", "_"))
+		if err := os.MkdirAll(out, 0o755); err != nil {
+			t.Logf("save logs: %v", err)
+			return
+		}
+		for _, n := range c.Nodes() {
+			for name, p := range map[string]string{"pacemaker.log": n.LogPath(pcmk.PacemakerLog), "notify.log": n.Path(haNotifyLog)} {
+				if b, err := os.ReadFile(p); err == nil {
+					_ = os.WriteFile(filepath.Join(out, n.Name+"."+name), b, 0o644)
+				}
+			}
+		}
+		t.Logf("logs of every node saved in %s", out)
+	})
 }
 
 // crm runs crm on n and fails the test if it fails; it logs what crm said.
@@ -72,6 +104,92 @@ func (e *haEnv) readmeMirror(n *pcmk.Node) {
 	e.crm(n, "configure", "primitive", "p_mirror", "ocf:csync:mirror", "params", "config="+haCfg, "cluster_ip="+e.vip,
 		"op", "monitor", "interval=30s", "op", "stop", "timeout=300s")
 	e.crm(n, "configure", "group", "g", "vip", "p_mirror")
+}
+
+// readmeSequence configures the README's crm lines one at a time on a
+// cluster with nothing in the CIB (crm starts p_mirror alone first,
+// wherever Pacemaker puts it). With content, the node where vip starts,
+// the first active node, holds a tree before the mirror is configured.
+// It ends with the scenario check and returns the active node.
+func (e *haEnv) readmeSequence(what string, content bool) *pcmk.Node {
+	e.t.Helper()
+	n1 := e.c.Node(1)
+	m := e.notifyMark()
+	e.readmeVIP(n1)
+	var seed *pcmk.Node
+	if content {
+		seed = e.waitStarted(n1, "vip")
+		for i := range 20 {
+			e.writeData(seed, fmt.Sprintf("content/f%02d.txt", i), fmt.Sprintf("file %d on the first active node\n", i))
+		}
+		e.writeData(seed, "content/sub/deep.txt", "a file in a subdirectory\n")
+		if err := os.Symlink("f00.txt", seed.Path(haData+"/content/link")); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+	e.readmeMirror(n1)
+	act := e.waitGroup(n1, "")
+	if seed != nil && act != seed {
+		e.t.Fatalf("%s: the group started on %s, not on %s where vip was", what, act.Name, seed.Name)
+	}
+	e.waitDaemonSynced(act)
+	e.settled(what, act, m, expect{})
+	if content {
+		for _, n := range e.others(act) {
+			if got, _ := e.read(n, haData+"/content/f07.txt"); got != "file 7 on the first active node\n" {
+				e.t.Errorf("%s: content/f07.txt on %s is %q", what, n.Name, got)
+			}
+		}
+	}
+	return act
+}
+
+// waitStarted waits until resource id is Started on one node and returns it.
+func (e *haEnv) waitStarted(from *pcmk.Node, id string) *pcmk.Node {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), haWait)
+	defer cancel()
+	var where string
+	if _, err := from.WaitStatus(ctx, id+" Started", func(s *ha.ClusterStatus) bool {
+		started, other, _, _ := s.Placement(id)
+		if len(started) == 1 && len(other) == 0 {
+			where = started[0]
+			return true
+		}
+		return false
+	}); err != nil {
+		e.t.Fatal(err)
+	}
+	return e.byName(where)
+}
+
+// resetCluster makes the cluster fresh again: the resources stopped and
+// deleted, every node's tree, state dir and csync node attributes gone.
+func (e *haEnv) resetCluster() {
+	e.t.Helper()
+	n1 := e.c.Node(1)
+	e.crm(n1, "resource", "stop", "g")
+	ctx, cancel := context.WithTimeout(context.Background(), haWait)
+	defer cancel()
+	if _, err := n1.WaitStatus(ctx, "g stopped", func(s *ha.ClusterStatus) bool {
+		for _, id := range []string{"vip", e.mirrorID()} {
+			if started, other, _, _ := s.Placement(id); len(started)+len(other) > 0 {
+				return false
+			}
+		}
+		return true
+	}); err != nil {
+		e.t.Fatal(err)
+	}
+	e.crm(n1, "configure", "delete", "--force", "l_g_current", "g", "vip", e.mirrorID())
+	e.run(n1, "crm_resource", "--cleanup")
+	for _, n := range e.c.Nodes() {
+		for _, a := range []struct{ name, life string }{{ha.EpochAttribute, "forever"}, {ha.CurrentAttribute, "forever"},
+			{ha.PendingAttribute, "reboot"}, {ha.ConflictsAttribute, "reboot"}} {
+			e.run(n1, "crm_attribute", "-N", n.Name, "-n", a.name, "-l", a.life, "-D")
+		}
+		wipe(e.t, n)
+	}
 }
 
 func (e *haEnv) byName(name string) *pcmk.Node {
@@ -258,29 +376,26 @@ func strandedNames(s haStatus) string { return strings.Join(s.Stranded, "\n") }
 // without a current peer to catch up from.
 func TestHACrmHistory(t *testing.T) {
 	e := newCrmHA(t, 2)
-	n1 := e.c.Node(1)
-	m := e.notifyMark()
 
 	// The README, verbatim: one primitive, the other, then the group. crm
-	// starts the mirror alone first, wherever Pacemaker puts it.
-	e.readmeVIP(n1)
-	e.readmeMirror(n1)
-	act := e.waitGroup(n1, "")
+	// starts the mirror alone first, wherever Pacemaker puts it. On empty
+	// trees, then again on a fresh cluster with content on the node that
+	// becomes active first.
+	act := e.readmeSequence("README sequence on empty trees", false)
 	sb := e.other(act)
-	e.waitDaemonSynced(act)
-	e.settled("README sequence on empty trees", act, m, expect{})
-	if n := e.notifications(act) + e.notifications(sb); strings.Contains(n, "takeover-unclean") || strings.Contains(n, "final-sync-incomplete") {
-		t.Errorf("the README sequence notified a takeover or an incomplete final sync:\n%s", n)
-	}
 	t.Logf("%s's log of the start: %s", act.Name, e.logLines(act, "became active", "standby", "takeover", "running"))
 	t.Logf("%s's log of the start: %s", sb.Name, e.logLines(sb, "became active", "standby", "takeover", "running"))
+	e.resetCluster()
+	act = e.readmeSequence("README sequence with content on the first active node", true)
+	sb = e.other(act)
 
 	// Content on the active node; `ocf-csync sync` with the daemon running:
 	// the change is on the peer when it returns, and it says so.
-	m = e.notifyMark()
+	m := e.notifyMark()
 	e.writeData(act, "www/index.html", "<h1>v1</h1>\n")
 	e.writeData(act, "etc/app.conf", "workers = 4\n")
 	e.writeData(act, "doomed.txt", "deleted later\n")
+	e.writeData(act, "www/doomed.html", "<p>deleted later too</p>\n")
 	t0 := time.Now()
 	r := e.csync(act, "sync")
 	took := time.Since(t0)
@@ -329,18 +444,23 @@ func TestHACrmHistory(t *testing.T) {
 	})
 	e.settled("kill -9 of the daemon", act, m, expect{})
 
-	// Crash of the active node with unsynced edits, a new file and a
-	// deletion. The survivor takes over guarded; it reports each change
+	// Crash of the active node with unsynced edits, new files and
+	// deletions. The survivor takes over guarded; it reports each change
 	// stranded within 40 s of the node's return, without anyone running
 	// sync; its own change after the takeover reaches the returning node;
 	// nothing of the failed node's work is lost.
 	m = e.notifyMark()
 	failed, surv := act, sb
-	e.writeData(failed, "etc/app.conf", "workers = 8   # edited on "+failed.Name+", never synced\n")
+	edit := "workers = 8   # edited on " + failed.Name + ", never synced\n"
+	e.writeData(failed, "etc/app.conf", edit)
 	e.writeData(failed, "new-on-failed.txt", "new, never synced\n")
-	if err := os.Remove(failed.Path(haData + "/doomed.txt")); err != nil {
-		t.Fatal(err)
+	e.writeData(failed, "www/new-page.html", "<p>a new page, never synced</p>\n")
+	for _, f := range []string{"doomed.txt", "www/doomed.html"} {
+		if err := os.Remove(failed.Path(haData + "/" + f)); err != nil {
+			t.Fatal(err)
+		}
 	}
+	work := []string{"etc/app.conf", "new-on-failed.txt", "www/new-page.html", "doomed.txt", "www/doomed.html"}
 	t0 = time.Now()
 	e.crash(failed)
 	act = e.waitGroup(surv, failed.Name)
@@ -349,29 +469,51 @@ func TestHACrmHistory(t *testing.T) {
 	if !e.peerBlocked(s, failed.Name) {
 		t.Errorf("after the crash %s does not block %s:\n%s", act.Name, failed.Name, s.Raw)
 	}
-	e.writeData(act, "after-takeover.txt", "written on "+act.Name+" after the takeover\n")
+	takeover := "written on " + act.Name + " after the takeover\n"
+	e.writeData(act, "after-takeover.txt", takeover)
 	back := e.powerOn(failed)
-	s, d := e.waitStatus(act, "reporting the 3 stranded changes and no guard", 40*time.Second, func(s haStatus) bool {
-		return len(s.Stranded) == 3 && !e.peerBlocked(s, failed.Name)
+	s, _ = e.waitStatus(act, "reporting the stranded changes and no guard", 90*time.Second, func(s haStatus) bool {
+		return len(s.Stranded) == len(work) && !e.peerBlocked(s, failed.Name)
 	})
-	t.Logf("%s returned; %s reported its stranded changes %v after the return (%v after its sshd, stack and cluster were up):\n%s",
-		failed.Name, act.Name, time.Since(back).Round(time.Millisecond), d.Round(time.Millisecond), strandedNames(s))
-	for _, f := range []string{"etc/app.conf", "new-on-failed.txt", "doomed.txt"} {
-		if !strings.Contains(strandedNames(s), f) {
+	// The node's return is its boot: its sshd starts first, as init's would.
+	if d := time.Since(back); d > 40*time.Second {
+		t.Errorf("%s reported the stranded changes %v after %s returned, want within 40 s", act.Name, d.Round(time.Millisecond), failed.Name)
+	}
+	t.Logf("%s returned; %s reported its stranded changes %v after the return, no one ran sync:\n%s",
+		failed.Name, act.Name, time.Since(back).Round(time.Millisecond), strandedNames(s))
+	for _, f := range work {
+		if !strings.Contains(strandedNames(s), haData+"/"+f+" ") {
 			t.Errorf("%s is not reported stranded:\n%s", f, s.Raw)
 		}
 	}
-	e.waitFileOrLog(failed, haData+"/after-takeover.txt", "written on "+act.Name+" after the takeover\n", 20*time.Second, act)
-	if got, _ := e.read(failed, haData+"/etc/app.conf"); !strings.Contains(got, "never synced") {
+	e.waitFileOrLog(failed, haData+"/after-takeover.txt", takeover, 20*time.Second, act)
+	if got, _ := e.read(failed, haData+"/etc/app.conf"); got != edit {
 		t.Errorf("the failed node's edit was overwritten: %q", got)
 	}
-	if _, ok := e.read(failed, haData+"/doomed.txt"); ok {
-		t.Errorf("the failed node's deletion was undone")
+	for _, f := range []string{"doomed.txt", "www/doomed.html"} {
+		if _, ok := e.read(failed, haData+"/"+f); ok {
+			t.Errorf("the failed node's deletion of %s was undone", f)
+		}
 	}
 	if n := e.notifiedSince(act, m); !strings.Contains(n, "takeover-unclean") || !strings.Contains(n, "stranded") {
 		t.Errorf("notify on %s did not get takeover-unclean and stranded:\n%s", act.Name, n)
 	}
-	e.settledStranded(act, failed, m, []string{"etc/app.conf", "new-on-failed.txt", "doomed.txt"})
+	e.settledStranded(act, failed, m, work)
+	// Nothing lost: the failed node's work and the survivor's change are
+	// on both nodes now.
+	for _, n := range []*pcmk.Node{act, failed} {
+		for f, want := range map[string]string{"etc/app.conf": edit, "new-on-failed.txt": "new, never synced\n",
+			"www/new-page.html": "<p>a new page, never synced</p>\n", "after-takeover.txt": takeover} {
+			if got, _ := e.read(n, haData+"/"+f); got != want {
+				t.Errorf("after the failed node's work was taken over, %s on %s is %q, want %q", f, n.Name, got, want)
+			}
+		}
+		for _, f := range []string{"doomed.txt", "www/doomed.html"} {
+			if _, ok := e.read(n, haData+"/"+f); ok {
+				t.Errorf("after the failed node's work was taken over, %s still exists on %s", f, n.Name)
+			}
+		}
+	}
 	sb = failed
 
 	// Crash of the standby: the active node's change reaches it after its
@@ -383,9 +525,8 @@ func TestHACrmHistory(t *testing.T) {
 		t.Errorf("sync with the standby down: want exit 1 and %s FAILED:\n%s", sb.Name, r)
 	}
 	back = e.powerOn(sb)
-	d = e.waitFile(sb, haData+"/while-standby-down.txt", "written while the standby was down\n", 40*time.Second)
-	t.Logf("the standby %s got the change %v after it was back", sb.Name, (time.Since(back) - 0).Round(time.Millisecond))
-	_ = d
+	e.waitFile(sb, haData+"/while-standby-down.txt", "written while the standby was down\n", 90*time.Second)
+	t.Logf("the standby %s got the change %v after it was back, no one ran sync", sb.Name, time.Since(back).Round(time.Millisecond))
 	e.settled("crash of the standby", act, m, expect{events: []string{ha.EventPeerUnreachable}})
 
 	// A crash in the middle of the final sync: the link is throttled so the
@@ -400,7 +541,12 @@ func TestHACrmHistory(t *testing.T) {
 	logFrom := logSize(act)
 	e.standby(act, act, true)
 	waitLog(t, act, logFrom, "final sync started", 30*time.Second)
-	time.Sleep(time.Second)
+	// In flight: the receiver's temp file of big.bin holds part of it.
+	got := e.waitTemp(sb, haData, "big.bin", 60*time.Second)
+	if b, _ := os.ReadFile(act.LogPath(pcmk.PacemakerLog)); strings.Contains(string(b[logFrom:]), "final sync done") {
+		t.Fatalf("the final sync on %s ended before the crash; it was to be caught in flight", act.Name)
+	}
+	t.Logf("crash of %s during its final sync, with %d of %d bytes of big.bin in %s's temp file", act.Name, got, len(big), sb.Name)
 	failed = act
 	e.crash(failed)
 	act = e.waitGroup(sb, failed.Name)
@@ -417,27 +563,51 @@ func TestHACrmHistory(t *testing.T) {
 
 	// A node returns from a power loss with an empty disk (tree and state
 	// wiped while it was down) and is made active: it never pushes its
-	// empty tree; its start pulls what it lacks from a current peer.
+	// empty tree; its start pulls what it lacks from a current peer before
+	// it returns, so p_snap, a service after the mirror in the group,
+	// starts on current data.
+	e.addSnap(act)
+	e.waitSnap(act)
 	m = e.notifyMark()
 	before := manifest(t, act.Path(haData))
+	beforeSnap := e.snapshot(act)
 	e.crash(sb)
 	wipe(t, sb)
+	os.Remove(sb.Path(snapOut))
 	e.powerOn(sb)
 	t0 = time.Now()
+	logFrom = logSize(sb)
 	e.standby(act, act, true)
 	nw := e.waitGroup(sb, act.Name)
-	t.Logf("empty-disk node %s made active: group Started %v after the move; p_mirror start took %v",
-		nw.Name, time.Since(t0).Round(time.Millisecond), e.lastOpTime(nw, e.mirrorID(), "start"))
+	snap := e.waitSnap(nw)
+	status, took := e.lastOp(nw, logFrom, e.mirrorID(), "start")
+	t.Logf("empty-disk node %s made active: group Started %v after the move; p_mirror start exited %d after %v",
+		nw.Name, time.Since(t0).Round(time.Millisecond), status, took)
 	t.Logf("%s's log of the start: %s", nw.Name, e.logLines(nw, "not current", "caught up", "catch-up", "became active"))
+	if status != 0 {
+		t.Errorf("p_mirror's start on the empty-disk node %s exited %d", nw.Name, status)
+	}
+	if fs := e.crmFailures(nw); len(fs) > 0 {
+		t.Errorf("crm_mon shows failed operations after the empty-disk node's start (a start past its timeout is one): %v", fs)
+	}
+	if snap != beforeSnap {
+		t.Errorf("p_snap, after p_mirror in the group, started on %s on data that was not current:\n got: %s\nwant: %s", nw.Name, snap, beforeSnap)
+	}
 	if d := diffManifests("before", before, nw.Name, manifest(t, nw.Path(haData))); d != "" {
-		t.Errorf("when p_mirror's start returned on %s its tree was not current:\n%s", nw.Name, d)
+		t.Errorf("after p_mirror's start on %s its tree was not current:\n%s", nw.Name, d)
 	}
 	if d := diffManifests("before", before, act.Name, manifest(t, act.Path(haData))); d != "" {
 		t.Errorf("the empty node pushed over %s's tree:\n%s", act.Name, d)
 	}
 	e.standby(act, act, false)
 	act, sb = nw, act
-	e.settled("empty disk made active", act, m, expect{})
+	// The old active node's final sync could not hand off to a node that
+	// holds no state (it refuses a clean handoff), so the takeover is
+	// guarded until the reconciliation found both sides equal.
+	if n := e.notifiedSince(sb, m); !strings.Contains(n, ha.EventFinalSyncIncomplete+" node="+sb.Name+" peer="+act.Name) || !strings.Contains(n, "no synced state") {
+		t.Errorf("%s's final sync to the empty-disk node %s was not notified incomplete:\n%s", sb.Name, act.Name, n)
+	}
+	e.settled("empty disk made active", act, m, expect{events: []string{ha.EventFinalSyncIncomplete, ha.EventTakeoverUnclean}})
 
 	// The same with no current peer reachable (its sshd is down): the
 	// start does not fail; it is degraded (190) and notified, and it
@@ -466,15 +636,160 @@ func TestHACrmHistory(t *testing.T) {
 	e.standby(nw, act, false)
 	act, sb = nw, act
 	e.waitStatus(act, "caught up", 45*time.Second, func(s haStatus) bool { return s.Daemon == "running" })
-	d = e.waitMonitor(act, 0, 60*time.Second, "after its current peer answered again")
+	d := e.waitMonitor(act, 0, 60*time.Second, "after its current peer answered again")
 	t.Logf("%s caught up %v after its current peer's sshd was back; its log: %s", act.Name, d.Round(time.Millisecond),
 		e.logLines(act, "caught up", "catch-up", "not current"))
-	// The stopping node's sshd was down, so its final sync may not finish:
-	// then the takeover is unclean, guarded and reconciled (settled checks
-	// that no guard is left).
-	e.settled("empty disk, no current peer at first", act, m, expect{events: []string{ha.EventNotCurrent, ha.EventPeerUnreachable, ha.EventFinalSyncIncomplete, ha.EventTakeoverUnclean}})
+	// The stopping node's sshd was down, so its final sync may not finish,
+	// and a node without state refuses a clean handoff anyway: the
+	// takeover is unclean, guarded and reconciled (settled checks that no
+	// guard is left).
+	e.settled("empty disk, no current peer at first", act, m, expect{events: []string{ha.EventNotCurrent, ha.EventPeerUnreachable,
+		ha.EventFinalSyncIncomplete, ha.EventTakeoverUnclean}})
 	if fs := e.crmFailures(act); len(fs) > 0 {
 		t.Logf("crm_mon lists these operation results: %v", fs)
+	}
+}
+
+// snapAgent is a service ordered after the mirror in the group: its start
+// records what the mirror's tree holds at that moment (path and sha256 of
+// every file), so a test sees the data the services after the mirror
+// started on.
+const snapAgent = `#!/bin/sh
+state=/run/resource-agents/snap.state
+case "$1" in
+meta-data) cat <<'EOF'
+<?xml version="1.0"?>
+<!DOCTYPE resource-agent SYSTEM "ra-api-1.dtd">
+<resource-agent name="snap" version="1.0">
+<version>1.0</version>
+<longdesc lang="en">Test service: its start records the tree it starts on.</longdesc>
+<shortdesc lang="en">tree snapshot at start</shortdesc>
+<parameters>
+<parameter name="dir" required="1"><longdesc lang="en">tree</longdesc><shortdesc lang="en">tree</shortdesc><content type="string"/></parameter>
+<parameter name="out" required="1"><longdesc lang="en">snapshot file</longdesc><shortdesc lang="en">snapshot</shortdesc><content type="string"/></parameter>
+</parameters>
+<actions>
+<action name="start" timeout="20s"/><action name="stop" timeout="20s"/>
+<action name="monitor" timeout="20s" interval="10s"/><action name="meta-data" timeout="5s"/>
+</actions>
+</resource-agent>
+EOF
+	exit 0;;
+start)
+	(cd "$OCF_RESKEY_dir" && find . -type f ! -name '.*' -exec sha256sum {} + | sort -k2) >"$OCF_RESKEY_out.tmp" &&
+		mv "$OCF_RESKEY_out.tmp" "$OCF_RESKEY_out" && mkdir -p /run/resource-agents && touch "$state"
+	exit $?;;
+stop) rm -f "$state"; exit 0;;
+monitor) [ -f "$state" ] && exit 0; exit 7;;
+validate-all) exit 0;;
+*) exit 3;;
+esac
+`
+
+// snapOut is where p_snap's start writes its snapshot, on each node.
+const snapOut = pcmk.VarDir + "/snap.txt"
+
+// addSnap installs the snap agent and appends p_snap to the group g.
+func (e *haEnv) addSnap(n *pcmk.Node) {
+	e.t.Helper()
+	p := filepath.Join(haAgentDir, "snap")
+	if err := os.WriteFile(p, []byte(snapAgent), 0o755); err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { os.Remove(p) })
+	e.crm(n, "configure", "primitive", "p_snap", "ocf:csync:snap", "params", "dir="+haData, "out="+snapOut,
+		"op", "monitor", "interval=10s")
+	e.crm(n, "configure", "modgroup", "g", "add", "p_snap")
+}
+
+// snapshot is path → sha256 of the regular files of n's tree, as p_snap
+// records it.
+func (e *haEnv) snapshot(n *pcmk.Node) string {
+	e.t.Helper()
+	var lines []string
+	root := n.Path(haData)
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() || strings.HasPrefix(d.Name(), ".") {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		lines = append(lines, fmt.Sprintf("%x  ./%s", sha256.Sum256(b), rel))
+		return nil
+	})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	slices.SortFunc(lines, func(a, b string) int { return strings.Compare(a[66:], b[66:]) })
+	return strings.Join(lines, "\n") + "\n"
+}
+
+// waitSnap waits until p_snap is Started on n and returns the snapshot its
+// start wrote there.
+func (e *haEnv) waitSnap(n *pcmk.Node) string {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), haWait)
+	defer cancel()
+	if _, err := n.WaitStatus(ctx, "p_snap Started on "+n.Name, func(s *ha.ClusterStatus) bool {
+		started, other, _, _ := s.Placement("p_snap")
+		return len(started) == 1 && started[0] == n.Name && len(other) == 0
+	}); err != nil {
+		e.t.Fatal(err)
+	}
+	got, ok := e.read(n, snapOut)
+	if !ok {
+		e.t.Fatalf("p_snap started on %s but wrote no snapshot", n.Name)
+	}
+	return got
+}
+
+// lastOp is the exit status and execution time of rsc's latest op on n,
+// from n's pacemaker.log past offset from (-1 when none exited there: a
+// timeout, or no such op).
+func (e *haEnv) lastOp(n *pcmk.Node, from int64, rsc, op string) (int, time.Duration) {
+	e.t.Helper()
+	b, _ := os.ReadFile(n.LogPath(pcmk.PacemakerLog))
+	if int64(len(b)) < from {
+		from = 0
+	}
+	b = b[from:]
+	status, took := -1, time.Duration(0)
+	for _, m := range execRe.FindAllStringSubmatch(string(b), -1) {
+		if m[1] != rsc || m[2] != op {
+			continue
+		}
+		status, _ = strconv.Atoi(m[4])
+		v, _ := strconv.ParseFloat(m[5], 64)
+		took = time.Duration(v * float64(time.Millisecond))
+		if m[6] == "s" {
+			took = time.Duration(v * float64(time.Second))
+		}
+	}
+	return status, took
+}
+
+// waitTemp waits until a receiver's temp file of base (".base.ocf-csync.XXXXXX")
+// in the in-node directory dir of n holds data, and returns its size.
+func (e *haEnv) waitTemp(n *pcmk.Node, dir, base string, within time.Duration) int64 {
+	e.t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		ents, _ := os.ReadDir(n.Path(dir))
+		for _, de := range ents {
+			if !strings.HasPrefix(de.Name(), "."+base+".ocf-csync.") {
+				continue
+			}
+			if fi, err := de.Info(); err == nil && fi.Size() > 0 {
+				return fi.Size()
+			}
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("no temp file of %s with data in %s on %s after %v", base, dir, n.Name, within)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 
@@ -560,38 +875,17 @@ func waitLog(t *testing.T, n *pcmk.Node, from int64, sub string, within time.Dur
 	}
 }
 
-// TestHACrmThreeNodes: the README's crmsh sequence on 3 nodes, with
-// content on the node that becomes active first: every tree ends
-// identical, with no conflict, guard or takeover. Then a switchover: the
-// new active node pushes to the third node without conflicts.
+// TestHACrmThreeNodes: the README's crmsh sequence on 3 nodes, on empty
+// trees, then on a fresh cluster with content on the node that becomes
+// active first: every tree ends identical, with no conflict, guard or
+// takeover. Then the location rule and a switchover: the new active node
+// pushes to the third node without conflicts.
 func TestHACrmThreeNodes(t *testing.T) {
 	e := newCrmHA(t, 3)
 	n1 := e.c.Node(1)
-	m := e.notifyMark()
-	e.readmeVIP(n1)
-	ctx, cancel := context.WithTimeout(context.Background(), haWait)
-	defer cancel()
-	var first string
-	if _, err := n1.WaitStatus(ctx, "vip Started", func(s *ha.ClusterStatus) bool {
-		vs, _, _, _ := s.Placement("vip")
-		if len(vs) == 1 {
-			first = vs[0]
-		}
-		return len(vs) == 1
-	}); err != nil {
-		t.Fatal(err)
-	}
-	seed := e.byName(first)
-	for i := range 20 {
-		e.writeData(seed, fmt.Sprintf("content/f%02d.txt", i), fmt.Sprintf("file %d on the first active node\n", i))
-	}
-	e.readmeMirror(n1)
-	act := e.waitGroup(n1, "")
-	if act != seed {
-		t.Fatalf("the group started on %s, not on %s where vip was", act.Name, seed.Name)
-	}
-	e.waitDaemonSynced(act)
-	e.settled("README sequence on 3 nodes with content", act, m, expect{})
+	e.readmeSequence("README sequence on 3 nodes, empty trees", false)
+	e.resetCluster()
+	act := e.readmeSequence("README sequence on 3 nodes with content", true)
 	// The README's location rule (finite score) is valid crmsh and moves
 	// nothing while the active node is current.
 	e.crm(n1, "configure", "location", "l_g_current", "g", "rule", "100:", "csync-current", "eq", "1")
@@ -606,7 +900,7 @@ func TestHACrmThreeNodes(t *testing.T) {
 		}
 	}
 
-	m = e.notifyMark()
+	m := e.notifyMark()
 	e.writeData(act, "content/last.txt", "before the move\n")
 	e.standby(act, act, true)
 	nw := e.waitGroup(n1, act.Name)
