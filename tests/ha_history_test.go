@@ -181,7 +181,8 @@ func (e *haEnv) resetCluster() {
 	}); err != nil {
 		e.t.Fatal(err)
 	}
-	e.crm(n1, "configure", "delete", "--force", "l_g_current", "g", "vip", e.mirrorID())
+	// -F: ids that were never configured (the location rule) are no error.
+	e.crm(n1, "-F", "configure", "delete", "l_g_current", "p_snap", "g", "vip", e.mirrorID())
 	e.run(n1, "crm_resource", "--cleanup")
 	for _, n := range e.c.Nodes() {
 		for _, a := range []struct{ name, life string }{{ha.EpochAttribute, "forever"}, {ha.CurrentAttribute, "forever"},
@@ -424,8 +425,9 @@ func TestHACrmHistory(t *testing.T) {
 	}
 
 	// A restart of the group on the same node, and a kill -9 of only the
-	// daemon (Pacemaker's probe finds it dead and restarts it): the node
-	// held the last term itself, so nothing is guarded.
+	// daemon (p_mirror's recurring monitor finds it dead and Pacemaker
+	// restarts it in place): the node held the last term itself, so
+	// nothing is guarded.
 	m = e.notifyMark()
 	e.crm(act, "resource", "restart", "g")
 	if got := e.waitGroup(act, ""); got != act {
@@ -438,8 +440,7 @@ func TestHACrmHistory(t *testing.T) {
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	e.run(act, "crm_resource", "--refresh", "-r", "p_mirror")
-	e.waitStatus(act, "running with a new daemon", 40*time.Second, func(s haStatus) bool {
+	e.waitStatus(act, "running with a new daemon", 120*time.Second, func(s haStatus) bool {
 		return s.Daemon == "running" && s.DaemonPid > 0 && s.DaemonPid != pid && s.LastSync != ""
 	})
 	e.settled("kill -9 of the daemon", act, m, expect{})
