@@ -556,7 +556,7 @@ func TestHACrmHistory(t *testing.T) {
 	act = e.waitGroup(sb, failed.Name)
 	e.powerOn(failed)
 	e.standby(act, failed, false)
-	s, _ = e.waitStatus(act, "reporting big.bin stranded", 40*time.Second, func(s haStatus) bool {
+	s, _ = e.waitStatus(act, "reporting big.bin stranded", 90*time.Second, func(s haStatus) bool {
 		return strings.Contains(strandedNames(s), "big.bin") && !e.peerBlocked(s, failed.Name)
 	})
 	if got, ok := e.read(act, haData+"/big.bin"); ok && got != string(big) {
