@@ -28,6 +28,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -272,6 +273,17 @@ func (s streamWriter) Write(p []byte) (int, error) {
 // ErrNoDaemon means no daemon answers on the control socket: the caller
 // runs the command itself.
 var ErrNoDaemon = errors.New("no ocf-csync daemon answers on the control socket")
+
+// DaemonAnswers reports whether a daemon listens on the control socket of
+// stateDir.
+func DaemonAnswers(stateDir string) bool {
+	c, err := net.DialTimeout("unix", ControlPath(stateDir), time.Second)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
+}
 
 // Forward runs r in the daemon of stateDir: it streams stdin (if
 // r.Stdin), copies the daemon's stdout and stderr, and returns the exit

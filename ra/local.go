@@ -33,7 +33,19 @@ type Local struct {
 	// the same way even when the cluster IP is only an OCF parameter.
 	Overrides *HAOverrides
 	Log       *slog.Logger
+	// DaemonUp, if set (a command that could run in the daemon), is asked
+	// while another process holds the database: true means a daemon
+	// answers on the control socket now (it started after the command
+	// looked), and OpenStore returns ErrDaemonUp instead of waiting.
+	DaemonUp func() bool
 }
+
+// ErrDaemonUp: a daemon started while the command waited for the state
+// database; run the command in it (Forward).
+var ErrDaemonUp = errors.New("an ocf-csync daemon started and holds the state database")
+
+// daemonPoll is how often OpenStore asks DaemonUp while it waits.
+const daemonPoll = 250 * time.Millisecond
 
 // HAOverrides are OCF parameters that replace values of the ha block; ""
 // keeps the config's value.
@@ -97,13 +109,39 @@ func (l *Local) OpenStore(ctx context.Context, rebuild bool) (*state.Store, erro
 	if timeout <= 0 {
 		timeout = time.Nanosecond // 0 means "do not wait"; state.Open reads 0 as its 12s default
 	}
-	st, err := state.Open(ctx, state.Options{
-		Dir:          l.StateDir,
-		Node:         l.View.Name,
-		LockTimeout:  timeout,
-		Logger:       l.logger().With("component", "state"),
-		AllowRebuild: rebuild,
-	})
+	open := func(wait time.Duration) (*state.Store, error) {
+		return state.Open(ctx, state.Options{
+			Dir:          l.StateDir,
+			Node:         l.View.Name,
+			LockTimeout:  wait,
+			Logger:       l.logger().With("component", "state"),
+			AllowRebuild: rebuild,
+		})
+	}
+	var st *state.Store
+	var err error
+	if l.DaemonUp == nil {
+		st, err = open(timeout)
+	} else {
+		// Wait in slices, asking between them whether a daemon took the
+		// database (Pacemaker restarting a killed one): the command then
+		// goes to it instead of waiting out the lock timeout.
+		begin := time.Now()
+		for {
+			st, err = open(max(min(daemonPoll, timeout-time.Since(begin)), time.Nanosecond))
+			var le *state.LockedError
+			if !errors.As(err, &le) || ctx.Err() != nil {
+				break
+			}
+			if l.DaemonUp() {
+				return nil, ErrDaemonUp
+			}
+			if time.Since(begin) >= timeout {
+				le.Waited = time.Since(begin)
+				break
+			}
+		}
+	}
 	if err != nil {
 		return nil, err
 	}

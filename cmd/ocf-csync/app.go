@@ -308,7 +308,13 @@ func openStore(ctx context.Context, c *cli.Context, l *loaded, rebuild bool) (*s
 	if s := servedFrom(ctx); s != nil {
 		return servedStore(c, s), nil
 	}
-	return l.local(c, logger(ctx)).OpenStore(ctx, rebuild)
+	rl := l.local(c, logger(ctx))
+	if name := c.Command.Name; forwarded[name] && name != "serve" {
+		// A daemon that starts while this waits for the database takes
+		// the command (viaDaemon); serve has read its stdin by now.
+		rl.DaemonUp = func() bool { return ra.DaemonAnswers(rl.StateDir) }
+	}
+	return rl.OpenStore(ctx, rebuild)
 }
 
 // local is the config as the ra package runs it, with this command's

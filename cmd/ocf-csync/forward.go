@@ -58,7 +58,15 @@ func viaDaemon(env Env, cmds []*cli.Command) {
 			if done, err := forward(env, c); done {
 				return err
 			}
-			return run(c)
+			err := run(c)
+			if errors.Is(err, ra.ErrDaemonUp) {
+				// A daemon started after forward looked and took the
+				// database: the command runs there.
+				if done, ferr := forward(env, c); done {
+					return ferr
+				}
+			}
+			return err
 		}
 	}
 }
