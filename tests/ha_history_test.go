@@ -490,6 +490,9 @@ func TestHACrmHistory(t *testing.T) {
 	if len(s.Stranded) != len(work) {
 		t.Errorf("%s reports %d stranded changes, want the %d of %s:\n%s", act.Name, len(s.Stranded), len(work), failed.Name, strandedNames(s))
 	}
+	t.Logf("%s's log of the takeover: %s", act.Name, e.logLines(act, "became active", "failover guard", "reconciled"))
+	t.Logf("# ocf-csync status (on %s)\n%s", act.Name, e.csync(act, "status").stdout)
+	t.Logf("# ocf-csync diff %s/etc/app.conf (on %s)\n%s", haData, act.Name, e.csync(act, "diff", haData+"/etc/app.conf").stdout)
 	e.waitFileOrLog(failed, haData+"/after-takeover.txt", takeover, 20*time.Second, act)
 	if got, _ := e.read(failed, haData+"/etc/app.conf"); got != edit {
 		t.Errorf("the failed node's edit was overwritten: %q", got)
