@@ -84,6 +84,10 @@ func Reconcile(ctx context.Context, o engine.CompareOptions, st *state.Store, pe
 	b := st.NewBatch()
 	defer b.Cancel()
 	now := time.Now().UnixNano()
+	empty, err := peerHoldsNothing(st, o.View.Roots(), cr.Diffs)
+	if err != nil {
+		return out, err
+	}
 	for _, d := range cr.Diffs {
 		base, hasBase, err := st.GetBase(peer, d.Path)
 		if err != nil {
@@ -93,7 +97,15 @@ func Reconcile(ctx context.Context, o engine.CompareOptions, st *state.Store, pe
 		if hasBase {
 			bp = &base
 		}
-		switch Sort(d.Local, d.Remote, bp, o.Ignore) {
+		verdict := Sort(d.Local, d.Remote, bp, o.Ignore)
+		if empty && d.Local != nil && d.Remote == nil {
+			// The peer holds none of our entries: an empty or replaced
+			// disk, not deletions (as a root found empty never becomes
+			// deletions, DESIGN §6). Everything goes to it as new.
+			b.DeleteBase(peer, d.Path)
+			verdict = VerdictPush
+		}
+		switch verdict {
 		case VerdictStranded:
 			out.Stranded = append(out.Stranded, d.Path)
 			s := state.Stranded{Path: d.Path, Peer: peer, RemoteExists: d.Remote != nil, DetectedNs: now}
@@ -123,6 +135,39 @@ func Reconcile(ctx context.Context, o engine.CompareOptions, st *state.Store, pe
 		return out, fmt.Errorf("record reconciliation with %s: %w", peer, err)
 	}
 	return out, nil
+}
+
+// peerHoldsNothing reports whether the compared peer lacks every entry
+// this node tracks below its include roots (the roots themselves aside),
+// with at least one such entry: its tree is empty.
+func peerHoldsNothing(st *state.Store, roots []string, diffs []engine.Difference) (bool, error) {
+	isRoot := map[string]bool{}
+	for _, r := range roots {
+		isRoot[r] = true
+	}
+	missing := 0
+	for _, d := range diffs {
+		switch {
+		case isRoot[d.Path]:
+		case d.Remote != nil:
+			return false, nil
+		case d.Local != nil:
+			missing++
+		}
+	}
+	tracked := 0
+	for _, r := range roots {
+		err := st.WalkFiles(r, func(p string, rec *state.FileRecord) error {
+			if !isRoot[p] && rec.Kind != state.KindNone {
+				tracked++
+			}
+			return nil
+		})
+		if err != nil {
+			return false, err
+		}
+	}
+	return tracked > 0 && missing == tracked, nil
 }
 
 // conflictOf is the conflict record of a difference found by comparing.

@@ -206,3 +206,61 @@ func TestSettleConflicts(t *testing.T) {
 		t.Errorf("g on b = %q: a conflict was overwritten", got)
 	}
 }
+
+// A guarded peer that returns with an empty tree (its disk replaced while
+// it was down) did not delete anything: the reconciliation pushes every
+// entry to it as new instead of recording stranded deletions (which
+// `stranded pull` would apply here).
+func TestReconcileEmptyPeerIsNoDeletion(t *testing.T) {
+	nodes := enginetest.Nodes(t, "", "a", "b")
+	a, b := nodes["a"], nodes["b"]
+	for _, n := range []string{"x", "d/y", "d/e/z"} {
+		a.Write(t, n, "v1 of "+n)
+	}
+	if err := a.Sync(t, nodes, engine.Options{}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	// b's disk is replaced: its tree and its state are gone.
+	ents, _ := os.ReadDir(b.Root)
+	for _, de := range ents {
+		if err := os.RemoveAll(filepath.Join(b.Root, de.Name())); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fresh, err := state.Open(context.Background(), state.Options{Dir: t.TempDir(), Node: "b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fresh.Close()
+	b.Store = fresh
+	ctx := context.Background()
+	r, err := Reconcile(ctx, a.CompareOptions(nodes), a.Store, "b", config.StrandedPull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Stranded) != 0 || len(r.Conflicts) != 0 {
+		t.Fatalf("an empty peer: stranded %q, conflicts %q; want everything pushed", r.Stranded, r.Conflicts)
+	}
+	if res, err := engine.Push(ctx, engine.Options{View: a.View, Store: a.Store, Connect: enginetest.Connector(nodes)}); err != nil || res.Err() != nil {
+		t.Fatalf("push to the empty peer: %v %v", err, res.Err())
+	}
+	for _, n := range []string{"x", "d/y", "d/e/z"} {
+		if got := b.Read(n); got != "v1 of "+n {
+			t.Errorf("%s on b after the push = %q", n, got)
+		}
+		if got := a.Read(n); got != "v1 of "+n {
+			t.Errorf("%s on a = %q: the empty peer's tree was taken for deletions", n, got)
+		}
+	}
+	// One entry missing there is still a stranded deletion.
+	if err := os.Remove(b.Path("x")); err != nil {
+		t.Fatal(err)
+	}
+	r, err = Reconcile(ctx, a.CompareOptions(nodes), a.Store, "b", config.StrandedKeep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Stranded) != 1 || r.Stranded[0] != a.Path("x") {
+		t.Errorf("one file deleted on the peer: stranded %q, want [x]", r.Stranded)
+	}
+}

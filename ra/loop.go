@@ -247,6 +247,11 @@ func (d *daemon) activate(ctx context.Context) (bool, error) {
 	for _, p := range a.Failover.Guarded {
 		l.Notify(ctx, ha.EventTakeoverUnclean, p, a.Failover.Reason)
 	}
+	// status and monitor show the guard from the start, not only once a
+	// reconciliation was tried.
+	if g, err := ha.BlockedPeers(st); err == nil {
+		d.h.Blocked = slices.Sorted(maps.Keys(g))
+	}
 	if need, why := ha.CatchUpNeed(ctx, d.pcmk(), l.View.Name, a.Previous, hadState); need {
 		d.catchUp = &catchUp{why: why, prev: a.Previous, blockPushes: !hadState}
 		d.h.NotCurrent = why

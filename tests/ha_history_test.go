@@ -244,10 +244,11 @@ type expect struct {
 // settled ends a scenario: the trees are identical on every node, status
 // answers on every node with no conflict and no blocked peer (and only
 // the expected stranded changes), and the notify hooks got only the
-// expected events. It waits up to 30 s for the daemon's cycles.
+// expected events. It waits up to 60 s for the daemon's cycles (trees
+// identical and no peer blocked on the active node).
 func (e *haEnv) settled(what string, act *pcmk.Node, m notifyMark, x expect) {
 	e.t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	var diff string
 	for {
 		diff = ""
@@ -257,7 +258,13 @@ func (e *haEnv) settled(what string, act *pcmk.Node, m notifyMark, x expect) {
 				diff += d + "\n"
 			}
 		}
-		if diff == "" || time.Now().After(deadline) {
+		blocked := false
+		if diff == "" {
+			for _, p := range e.status(act).Peers {
+				blocked = blocked || p.Blocked
+			}
+		}
+		if (diff == "" && !blocked) || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(300 * time.Millisecond)
