@@ -11,6 +11,8 @@ import (
 	"runtime/debug"
 	"runtime/pprof"
 	"syscall"
+
+	"ocf-csync/syncer/state"
 )
 
 func main() {
@@ -19,12 +21,15 @@ func main() {
 
 // defaultMemoryLimit is a soft heap goal for small nodes (DESIGN §5): the GC
 // works harder near it instead of letting badger's write buffers grow RSS.
-// GOMEMLIMIT in the environment overrides it.
-const defaultMemoryLimit = 48 << 20
+// An open state database raises it by an eighth of its size (a larger
+// database needs more heap for its compactions). GOMEMLIMIT in the
+// environment overrides both.
+const defaultMemoryLimit = 32 << 20
 
 func run() int {
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(defaultMemoryLimit)
+		state.MemoryLimitBase = defaultMemoryLimit
 	}
 	// Hidden: OCF_CSYNC_CPUPROFILE=FILE writes a CPU profile (make bench -profile).
 	if p := os.Getenv("OCF_CSYNC_CPUPROFILE"); p != "" {
@@ -37,6 +42,9 @@ func run() int {
 			defer f.Close()
 			defer pprof.StopCPUProfile()
 		}
+	}
+	if p := os.Getenv("OCF_CSYNC_MEMPROFILE"); p != "" {
+		defer memProfile(p)()
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

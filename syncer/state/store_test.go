@@ -60,7 +60,7 @@ func reg(size int64, seed byte) *FileRecord {
 
 func TestSmallNodeOptions(t *testing.T) {
 	o := badgerOptions(t.TempDir(), false, nil)
-	if o.MemTableSize != 4<<20 || o.NumMemtables != 2 || o.NumLevelZeroTables != 2 ||
+	if o.MemTableSize != 2<<20 || o.TableSizeMultiplier != 1 || o.NumMemtables != 2 || o.NumLevelZeroTables != 2 ||
 		o.NumLevelZeroTablesStall != 4 || o.BaseTableSize != 1<<20 || o.BaseLevelSize != 4<<20 ||
 		o.ValueLogFileSize != 16<<20 || o.BlockCacheSize != 4<<20 || o.IndexCacheSize != 2<<20 ||
 		o.NumCompactors != 2 || o.NumGoroutines != 2 || !o.CompactL0OnClose || o.MetricsEnabled {
