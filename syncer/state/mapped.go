@@ -79,9 +79,11 @@ func releaseAll(tables []*table.Table) []*table.Table {
 	return nil
 }
 
-// dropMapped drops this process's mappings of a table's pages.
+// dropMapped drops this process's mappings of a table's pages. A table
+// without a file (badger's in-memory mode, which we do not use) holds its
+// data on the Go heap, where MADV_DONTNEED would zero live memory.
 func dropMapped(t *table.Table) {
-	if t.MmapFile == nil || len(t.Data) == 0 {
+	if t.MmapFile == nil || t.Fd == nil || len(t.Data) == 0 {
 		return
 	}
 	_ = unix.Madvise(t.Data, unix.MADV_DONTNEED)
