@@ -119,9 +119,9 @@ var (
 // releaseLoop releases the mapped table pages whenever the process's
 // file-backed RSS grew by releaseSlack since the last release: a busy scan
 // or push keeps its RSS bounded, an idle daemon only reads /proc/self/statm.
-func (s *Store) releaseLoop() {
+func (s *Store) releaseLoop(interval time.Duration, slack int64) {
 	defer close(s.relDone)
-	t := time.NewTicker(releaseInterval)
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	base := fileRSS()
 	for {
@@ -131,7 +131,7 @@ func (s *Store) releaseLoop() {
 		case <-t.C:
 		}
 		r := fileRSS()
-		if r < 0 || r-base < releaseSlack {
+		if r < 0 || r-base < slack {
 			if r >= 0 && r < base {
 				base = r
 			}

@@ -204,7 +204,7 @@ func Open(ctx context.Context, o Options) (_ *Store, err error) {
 	}
 	s.relStop = make(chan struct{})
 	s.relDone = make(chan struct{})
-	go s.releaseLoop()
+	go s.releaseLoop(releaseInterval, releaseSlack)
 	return s, nil
 }
 
