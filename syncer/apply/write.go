@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"io/fs"
 	"os"
@@ -127,7 +128,7 @@ func (t *Target) WriteFileExpect(path string, rec state.FileRecord, fill func(w 
 	bw := writerPool.Get().(*bufio.Writer)
 	bw.Reset(f)
 	defer func() { bw.Reset(nil); writerPool.Put(bw) }()
-	cw := &countWriter{w: io.MultiWriter(bw, h)}
+	cw := &countWriter{w: io.MultiWriter(bw, h), f: f, bw: bw, h: h}
 	if err := fill(cw); err != nil {
 		return writeErr(path, err)
 	}
@@ -186,6 +187,10 @@ var beforeRename func()
 type countWriter struct {
 	w io.Writer
 	n int64
+	// The temp file, its buffer and hash, for WriteRange.
+	f  *os.File
+	bw *bufio.Writer
+	h  hash.Hash
 }
 
 func (c *countWriter) Write(p []byte) (int, error) {

@@ -44,6 +44,7 @@ const (
 	magicMD4Sig    = 0x72730136 // rollsum + MD4 (deprecated, still readable)
 	magicBlake2Sig = 0x72730137 // rollsum + BLAKE2b-256
 	magicSHA256Sig = 0x72730138 // rollsum + SHA-256: an ocf-csync extension
+	magicXXH3Sig   = 0x72730139 // rollsum + XXH3-64: an ocf-csync extension (negotiated)
 	magicRkMD4     = 0x72730146 // RabinKarp + MD4: not supported
 	magicRkBlake2  = 0x72730147 // RabinKarp + BLAKE2: not supported
 )

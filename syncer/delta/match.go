@@ -23,6 +23,7 @@ const (
 // can be followed by other data on a shared stream.
 func WriteDelta(sig *Signature, newFile io.Reader, w io.Writer) error {
 	e := &emitter{w: bufio.NewWriterSize(w, 64<<10)}
+	e.out, _ = w.(flusher)
 	var magic [4]byte
 	binary.BigEndian.PutUint32(magic[:], magicDelta)
 	if _, err := e.w.Write(magic[:]); err != nil {
@@ -47,6 +48,12 @@ func WriteDelta(sig *Signature, newFile io.Reader, w io.Writer) error {
 	find := func(win []byte, weak uint32) int32 {
 		return sig.find(win, weak, prev, &strong, &alarms, falseAlarmBase+falseAlarmPer*((base+int64(p))/int64(bl)))
 	}
+	// A streamed signature is used as it arrives, always a good way ahead
+	// of the position in the new file (aheadOf).
+	ahead := sig.aheadOf()
+	if err := sig.need(int64(bufSize) + ahead); err != nil {
+		return err
+	}
 	for len(sig.weak) > 0 {
 		if !eof && end-p <= bl {
 			// Keep at least one byte beyond the window so it can roll.
@@ -63,12 +70,30 @@ func WriteDelta(sig *Signature, newFile io.Reader, w io.Writer) error {
 			} else if err != nil {
 				return fmt.Errorf("read new file for delta: %w", err)
 			}
+			if err := sig.need(base + int64(end) + ahead); err != nil {
+				return err
+			}
 			continue
 		}
 		if end-p < bl {
 			break
 		}
 		if !have {
+			// Right after a match the basis's next block is the likely
+			// one: its strong sum alone decides, without a rollsum.
+			if nb := prev + 1; prev >= 0 && int(nb) < len(sig.weak) &&
+				sig.equalStrong(nb, sig.strongSum(buf[p:p+bl], &strong)) {
+				if err := e.literal(buf[lit:p]); err != nil {
+					return err
+				}
+				if err := e.copy(int64(nb)*int64(bl), int64(bl)); err != nil {
+					return err
+				}
+				prev = nb
+				p += bl
+				lit = p
+				continue
+			}
 			s1, s2 = rollsum(buf[p : p+bl])
 			have = true
 		}
@@ -116,6 +141,9 @@ func WriteDelta(sig *Signature, newFile io.Reader, w io.Writer) error {
 	} else {
 		// Tail shorter than a block: it can only match the basis's short
 		// last block, so try every suffix (cheap: weak lookups only).
+		if err := sig.need(-1); err != nil {
+			return err
+		}
 		q := p
 		if have && end-q == bl {
 			// This full window was already tried: start one byte in.
@@ -213,10 +241,18 @@ const (
 // emitter writes delta commands, merging adjacent COPYs.
 type emitter struct {
 	w       *bufio.Writer
+	out     flusher // nil: w's writer has no Flush
 	copyPos int64
 	copyLen int64
 	scratch [17]byte
 }
+
+// flusher is a writer that can send what it buffered now.
+type flusher interface{ Flush() error }
+
+// copyChunk bounds a merged COPY: a long unchanged run goes out in pieces,
+// flushed, so the receiver patches while the sender still matches.
+const copyChunk = 16 << 20
 
 func sizeCode(v int64) (code byte, n int) {
 	switch {
@@ -266,6 +302,17 @@ func (e *emitter) literal(p []byte) error {
 func (e *emitter) copy(pos, n int64) error {
 	if e.copyLen > 0 && e.copyPos+e.copyLen == pos {
 		e.copyLen += n
+		if e.copyLen >= copyChunk && e.out != nil {
+			if err := e.flushCopy(); err != nil {
+				return err
+			}
+			if err := e.w.Flush(); err != nil {
+				return fmt.Errorf("write delta: %w", err)
+			}
+			if err := e.out.Flush(); err != nil {
+				return fmt.Errorf("write delta: %w", err)
+			}
+		}
 		return nil
 	}
 	if err := e.flushCopy(); err != nil {

@@ -5,7 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 )
+
+// RangeWriter is an output that can take a range of the basis file itself,
+// without the bytes passing through this process (copy_file_range, or a
+// shared extent with FICLONERANGE). Patch uses it for COPY commands when
+// the basis is an *os.File.
+type RangeWriter interface {
+	WriteRange(src *os.File, off, n int64) error
+}
 
 // Patch applies a librsync delta to basis and writes the result to out. It
 // reads delta exactly up to its END command and no further, so the delta may
@@ -34,6 +43,8 @@ func PatchLimit(basis io.ReadSeeker, delta io.Reader, out io.Writer, maxOut int6
 	}
 	buf := make([]byte, 64<<10)
 	var written int64
+	bf, _ := basis.(*os.File)
+	rw, _ := out.(RangeWriter)
 	grow := func(n int64) error {
 		if maxOut >= 0 && n > maxOut-written {
 			return fmt.Errorf("patch: delta produces more than the expected %d bytes", maxOut)
@@ -86,6 +97,12 @@ func PatchLimit(basis io.ReadSeeker, delta io.Reader, out io.Writer, maxOut int6
 			}
 			if err := grow(n); err != nil {
 				return err
+			}
+			if bf != nil && rw != nil {
+				if err := rw.WriteRange(bf, pos, n); err != nil {
+					return fmt.Errorf("patch: copy %d bytes at %d from basis: %w", n, pos, err)
+				}
+				continue
 			}
 			if _, err := basis.Seek(pos, io.SeekStart); err != nil {
 				return fmt.Errorf("patch: seek basis to %d: %w", pos, err)

@@ -10,6 +10,7 @@ import (
 	"io"
 	"math"
 
+	"github.com/zeebo/xxh3"
 	"golang.org/x/crypto/blake2b"
 	"golang.org/x/crypto/md4"
 )
@@ -25,10 +26,21 @@ type Signature struct {
 	strong    []byte // len(weak)*strongLen bytes
 
 	// Chained hash index: head[h] is the lowest block whose weak sum hashes
-	// to h, next[i] the following block in the same bucket, -1 ends a chain.
-	head  []int32
-	next  []int32
-	shift uint32
+	// to h, next[i] the following block in the same bucket, -1 ends a chain;
+	// tail[h] is the last one, so blocks that arrive later append in order.
+	head    []int32
+	tail    []int32
+	next    []int32
+	shift   uint32
+	indexed int // blocks in the index
+
+	// A streamed signature (ReadSignatureStream) grows while the delta is
+	// made: src brings more bytes, rest holds a partial entry, and done
+	// says that no more blocks come.
+	src      *Stream
+	rest     []byte
+	done     bool
+	expected int64 // basis bytes the signature is announced to cover
 }
 
 // BlockLen is the block length the signature was made with.
@@ -77,11 +89,7 @@ func writeSignatureMagic(basis io.Reader, blockLen uint32, w io.Writer, magic ui
 			s1, s2 := rollsum(block[:n])
 			binary.BigEndian.PutUint32(ent[:4], uint32(s2)<<16|uint32(s1))
 			var sum [32]byte
-			if magic == magicSHA256Sig {
-				sum = sha256.Sum256(block[:n])
-			} else {
-				sum = blake2b.Sum256(block[:n])
-			}
+			strongOf(magic, block[:n], &sum)
 			copy(ent[4:], sum[:])
 			if _, werr := bw.Write(ent[:]); werr != nil {
 				return fmt.Errorf("write signature: %w", werr)
@@ -131,29 +139,9 @@ func ReadSignature(r io.Reader, limit int64) (*Signature, error) {
 		}
 		return nil, fmt.Errorf("read signature header: %w", err)
 	}
-	s := &Signature{
-		magic:     binary.BigEndian.Uint32(hdr[0:]),
-		blockLen:  binary.BigEndian.Uint32(hdr[4:]),
-		strongLen: binary.BigEndian.Uint32(hdr[8:]),
-	}
-	maxStrong := uint32(0)
-	switch s.magic {
-	case magicBlake2Sig:
-		maxStrong = blake2b.Size256
-	case magicSHA256Sig:
-		maxStrong = sha256.Size
-	case magicMD4Sig:
-		maxStrong = md4.Size
-	case magicRkMD4, magicRkBlake2:
-		return nil, fmt.Errorf("read signature: magic %#08x uses the RabinKarp rollsum, which is not supported; generate it with `rdiff -R rollsum`", s.magic)
-	default:
-		return nil, fmt.Errorf("read signature: bad magic %#08x (not a librsync rollsum signature)", s.magic)
-	}
-	if s.blockLen < minSigBlockLen || s.blockLen > maxSigBlockLen {
-		return nil, fmt.Errorf("read signature: block length %d outside [%d, %d]", s.blockLen, minSigBlockLen, maxSigBlockLen)
-	}
-	if s.strongLen < 1 || s.strongLen > maxStrong {
-		return nil, fmt.Errorf("read signature: strong sum length %d outside [1, %d]", s.strongLen, maxStrong)
+	s, err := parseHeader(hdr[:])
+	if err != nil {
+		return nil, err
 	}
 
 	entLen := int64(4 + s.strongLen)
@@ -182,30 +170,80 @@ func ReadSignature(r io.Reader, limit int64) (*Signature, error) {
 	if len(s.weak) > math.MaxInt32 {
 		return nil, fmt.Errorf("read signature: %d blocks is too many", len(s.weak))
 	}
-	s.index()
+	s.done = true
+	s.reindex(len(s.weak))
 	return s, nil
 }
 
-// index builds the chained hash table over the weak sums. Blocks are inserted
-// from last to first so each chain lists blocks in ascending order, which
+// parseHeader validates a 12-byte signature header.
+func parseHeader(hdr []byte) (*Signature, error) {
+	s := &Signature{
+		magic:     binary.BigEndian.Uint32(hdr[0:]),
+		blockLen:  binary.BigEndian.Uint32(hdr[4:]),
+		strongLen: binary.BigEndian.Uint32(hdr[8:]),
+	}
+	maxStrong := uint32(0)
+	switch s.magic {
+	case magicBlake2Sig:
+		maxStrong = blake2b.Size256
+	case magicSHA256Sig:
+		maxStrong = sha256.Size
+	case magicXXH3Sig:
+		maxStrong = 8
+	case magicMD4Sig:
+		maxStrong = md4.Size
+	case magicRkMD4, magicRkBlake2:
+		return nil, fmt.Errorf("read signature: magic %#08x uses the RabinKarp rollsum, which is not supported; generate it with `rdiff -R rollsum`", s.magic)
+	default:
+		return nil, fmt.Errorf("read signature: bad magic %#08x (not a librsync rollsum signature)", s.magic)
+	}
+	if s.blockLen < minSigBlockLen || s.blockLen > maxSigBlockLen {
+		return nil, fmt.Errorf("read signature: block length %d outside [%d, %d]", s.blockLen, minSigBlockLen, maxSigBlockLen)
+	}
+	if s.strongLen < 1 || s.strongLen > maxStrong {
+		return nil, fmt.Errorf("read signature: strong sum length %d outside [1, %d]", s.strongLen, maxStrong)
+	}
+	return s, nil
+}
+
+// reindex builds the chained hash table over the weak sums for a table
+// sized for at least n blocks. Chains list blocks in ascending order, which
 // makes the match choice deterministic.
-func (s *Signature) index() {
-	n := len(s.weak)
+func (s *Signature) reindex(n int) {
+	n = max(n, len(s.weak))
 	bits := uint32(4)
 	for bits < 32 && 1<<bits < 4*n { // sparse: most misses stop at an empty bucket
 		bits++
 	}
 	s.shift = 32 - bits
 	s.head = make([]int32, 1<<bits)
+	s.tail = make([]int32, 1<<bits)
 	for i := range s.head {
 		s.head[i] = -1
 	}
-	s.next = make([]int32, n)
-	for i := n - 1; i >= 0; i-- {
-		h := s.bucket(s.weak[i])
-		s.next[i] = s.head[h]
-		s.head[h] = int32(i)
+	s.next = s.next[:0]
+	s.indexed = 0
+	s.extendIndex()
+}
+
+// extendIndex adds the blocks that arrived since the last call; a table
+// grown too dense for them is rebuilt twice as large.
+func (s *Signature) extendIndex() {
+	if 2*len(s.weak) > len(s.head) {
+		s.reindex(2 * len(s.weak))
+		return
 	}
+	for i := s.indexed; i < len(s.weak); i++ {
+		h := s.bucket(s.weak[i])
+		s.next = append(s.next, -1)
+		if t := s.head[h]; t < 0 {
+			s.head[h] = int32(i)
+		} else {
+			s.next[s.tail[h]] = int32(i)
+		}
+		s.tail[h] = int32(i)
+	}
+	s.indexed = len(s.weak)
 }
 
 func (s *Signature) bucket(weak uint32) uint32 {
@@ -220,17 +258,24 @@ func (s *Signature) strongOf(i int32) []byte {
 // strongSum returns the strong sum of data truncated to the signature's
 // strong length.
 func (s *Signature) strongSum(data []byte, dst *[32]byte) []byte {
-	switch s.magic {
+	strongOf(s.magic, data, dst)
+	return dst[:s.strongLen]
+}
+
+// strongOf writes the strong sum of data for a signature of magic to dst.
+func strongOf(magic uint32, data []byte, dst *[32]byte) {
+	switch magic {
+	case magicXXH3Sig:
+		binary.BigEndian.PutUint64(dst[:8], xxh3.Hash(data))
+	case magicSHA256Sig:
+		*dst = sha256.Sum256(data)
 	case magicMD4Sig:
 		h := md4.New()
 		h.Write(data)
 		h.Sum(dst[:0])
-	case magicSHA256Sig:
-		*dst = sha256.Sum256(data)
 	default:
 		*dst = blake2b.Sum256(data)
 	}
-	return dst[:s.strongLen]
 }
 
 // equalStrong compares a candidate block's stored strong sum.

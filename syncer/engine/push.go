@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -307,9 +306,8 @@ type event struct {
 	resend *item // a conflict this node won: send it again, forced
 	retry  bool
 	have   bool
-	sig    *delta.Signature
+	sig    *delta.Stream // the signature, as it arrives
 	basis  proto.Record
-	err    error
 }
 
 type sender struct {
@@ -434,7 +432,7 @@ func pushPeer(ctx context.Context, o *Options, p *plan, outMu *sync.Mutex) (res 
 		}
 	}
 	c := proto.NewConn(ch, ch)
-	var flags uint32
+	flags := proto.FlagFastSig
 	if o.DryRun {
 		flags |= proto.FlagDryRun
 	}
@@ -629,31 +627,39 @@ func (s *sender) drainEvents() error {
 			}
 			continue
 		}
+		var reserved int64
 		if ev.retry {
 			it = s.pendingItem(ev.seq)
 		} else {
 			if w := s.sigWait[ev.seq]; w != nil {
-				it = w.it
-				s.sigReserved -= w.reserved
+				it, reserved = w.it, w.reserved
 				delete(s.sigWait, ev.seq)
 			}
 		}
 		s.mu.Unlock()
 		if it == nil {
+			if ev.sig != nil {
+				ev.sig.Close()
+			}
 			continue
 		}
 		var err error
 		switch {
 		case ev.retry:
-			err = s.sendFile(it, nil)
-		case ev.err != nil:
-			s.log.Warn("bad signature from peer; sending whole file", "path", it.path, "error", ev.err)
-			err = s.sendFile(it, nil)
+			err = s.sendFile(it, nil, 0)
 		case ev.have && delta.UseDelta(it.cur.Size, ev.basis.Size):
-			err = s.sendFile(it, ev.sig)
+			err = s.sendFile(it, ev.sig, ev.basis.Size)
 		default:
-			err = s.sendFile(it, nil)
+			if ev.sig != nil {
+				ev.sig.Close()
+			}
+			err = s.sendFile(it, nil, 0)
 		}
+		// The signature's bytes are in no buffer any more: the budget
+		// takes the next request's.
+		s.mu.Lock()
+		s.sigReserved -= reserved
+		s.mu.Unlock()
 		if err != nil {
 			return err
 		}
@@ -818,10 +824,11 @@ func (s *sender) sendItem(it *item) error {
 	if err := s.acquire(); err != nil {
 		return err
 	}
-	return s.sendFile(it, nil)
+	return s.sendFile(it, nil, 0)
 }
 
-// sendFile sends a regular file whole, or as a delta against sig. The
+// sendFile sends a regular file whole, or as a delta against the signature
+// arriving on st (of a basis of basisSize bytes), matched as it comes. The
 // window slot taken for the signature request (if any) carries over.
 //
 // The file is opened through directory fds walked from "/" without
@@ -829,7 +836,10 @@ func (s *sender) sendItem(it *item) error {
 // inode, size): a local user who owns a directory inside an include cannot
 // swap in a symlink or another file between the check and the push and
 // have root read it for them. A mismatch skips the file; it stays dirty.
-func (s *sender) sendFile(it *item, sig *delta.Signature) error {
+func (s *sender) sendFile(it *item, st *delta.Stream, basisSize int64) error {
+	if st != nil {
+		defer st.Close()
+	}
 	if s.heldBack(it) {
 		s.mu.Lock()
 		s.outstanding-- // the slot taken for it
@@ -845,6 +855,14 @@ func (s *sender) sendFile(it *item, sig *delta.Signature) error {
 	if now.Dev != it.cur.Dev || now.Ino != it.cur.Ino || now.Size != it.cur.Size {
 		s.settleLocal(it, fmt.Sprintf("%s is not the file the last check recorded (device, inode or size changed since): not sent (it stays dirty; the next check looks again)", it.path))
 		return nil
+	}
+	var sig *delta.Signature
+	if st != nil {
+		// The header decides between a delta and the whole file, before
+		// the op goes out.
+		if sig, err = delta.ReadSignatureStream(st, basisSize); err != nil {
+			s.log.Warn("bad signature from peer; sending whole file", "path", it.path, "error", err)
+		}
 	}
 	seq := s.nextSeq()
 	newRec := it.cur
@@ -972,6 +990,15 @@ func (d *dataWriter) Write(p []byte) (int, error) {
 	return total, nil
 }
 
+// Flush sends what is buffered now: a streamed delta's commands reach the
+// receiver while the rest is matched.
+func (d *dataWriter) Flush() error {
+	if err := d.flush(); err != nil {
+		return err
+	}
+	return d.c.Flush()
+}
+
 func (d *dataWriter) flush() error {
 	if len(d.buf) == 0 {
 		return nil
@@ -985,13 +1012,12 @@ func (d *dataWriter) flush() error {
 // read is the reader goroutine: acknowledgements, signatures, batch ends.
 func (s *sender) read() {
 	var sig struct {
-		seq   uint64
-		open  bool  // between a Sig with Have and its DataEnd
-		keep  bool  // buffer it (else read and drop it: whole file)
-		limit int64 // most bytes a signature of the announced basis has
-		n     int64
-		basis proto.Record
-		buf   bytes.Buffer
+		seq    uint64
+		open   bool  // between a Sig with Have and its DataEnd
+		limit  int64 // most bytes a signature of the announced basis has
+		n      int64
+		basis  proto.Record
+		stream *delta.Stream // where it goes (nil: read and drop it, whole file)
 	}
 	fail := func(err error) {
 		s.mu.Lock()
@@ -999,6 +1025,9 @@ func (s *sender) read() {
 			s.readErr = err
 		}
 		s.mu.Unlock()
+		if sig.open && sig.stream != nil {
+			sig.stream.End(err) // the delta being made against it fails
+		}
 		s.signal()
 	}
 	for {
@@ -1031,8 +1060,14 @@ func (s *sender) read() {
 			}
 			sig.seq, sig.open, sig.basis, sig.n = m.Seq, true, m.Basis, 0
 			sig.limit = delta.MaxSignatureSize(m.Basis.Size)
-			sig.keep = m.Basis.Size <= w.maxBasis
-			sig.buf.Reset()
+			sig.stream = nil
+			if m.Basis.Size <= w.maxBasis {
+				// The writer matches against it while it arrives.
+				sig.stream = delta.NewStream()
+				s.pushEvent(event{seq: m.Seq, have: true, sig: sig.stream, basis: m.Basis})
+			} else {
+				s.pushEvent(event{seq: m.Seq}) // the whole file goes
+			}
 		case *proto.Data:
 			if !sig.open || m.Seq != sig.seq {
 				fail(fmt.Errorf("protocol: unexpected data for seq %d", m.Seq))
@@ -1043,8 +1078,8 @@ func (s *sender) read() {
 				fail(fmt.Errorf("protocol: peer %s sent a signature of more than %d bytes for a basis of %d bytes", s.peer, sig.limit, sig.basis.Size))
 				return
 			}
-			if sig.keep {
-				sig.buf.Write(m.Bytes)
+			if sig.stream != nil {
+				sig.stream.Feed(m.Bytes)
 			}
 		case *proto.DataEnd:
 			if !sig.open || m.Seq != sig.seq {
@@ -1052,14 +1087,9 @@ func (s *sender) read() {
 				return
 			}
 			sig.open = false
-			if !sig.keep {
-				s.pushEvent(event{seq: m.Seq}) // the whole file goes
-				continue
-			}
-			parsed, err := delta.ReadSignature(bytes.NewReader(sig.buf.Bytes()), int64(sig.buf.Len()))
-			s.pushEvent(event{seq: m.Seq, have: true, sig: parsed, basis: sig.basis, err: err})
-			if sig.buf.Cap() > 4<<20 {
-				sig.buf = bytes.Buffer{} // do not keep the largest one for the session
+			if sig.stream != nil {
+				sig.stream.End(nil)
+				sig.stream = nil
 			}
 		case *proto.BatchDone:
 			s.mu.Lock()

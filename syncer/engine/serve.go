@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -83,7 +85,9 @@ type receiver struct {
 	// noneDirtyBack: this node had nothing dirty toward the sender when the
 	// session took the state db (which it holds until the end).
 	noneDirtyBack bool
-	copyBuf       []byte // reused by every whole-file copy
+	copyBuf       []byte     // reused by every whole-file copy
+	sigs          *sigWorker // answers SigRequests (lazily started)
+	fastSig       bool       // the sender reads XXH3 signatures
 	batch         *state.Batch
 	pending       actionQueue                 // actions of changes not yet acknowledged
 	queued        []state.QueuedAction        // actions stored durably, run at EndBatch
@@ -165,6 +169,7 @@ func Serve(ctx context.Context, o ServeOptions) (err error) {
 	}
 	r.sender = sender
 	r.dry = flags&proto.FlagDryRun != 0
+	r.fastSig = flags&proto.FlagFastSig != 0
 	r.log = r.log.With("peer", sender)
 
 	if r.o.Store == nil {
@@ -208,6 +213,9 @@ func Serve(ctx context.Context, o ServeOptions) (err error) {
 		}
 	}
 	err = r.loop(ctx)
+	if serr := r.sigs.finish(err == nil); err == nil {
+		err = serr
+	}
 	if ferr := r.flushAcks(); err == nil {
 		err = ferr
 	}
@@ -930,47 +938,139 @@ func (r *receiver) done(op *proto.Op, g *config.GroupView, local string, rec *st
 	return r.queueAck(a, n)
 }
 
+// sig queues a SigRequest for the signature goroutine, which answers them
+// in order while this loop goes on applying: the delta of a big file then
+// arrives (and is patched) while its signature is still being computed.
 func (r *receiver) sig(m *proto.SigRequest) error {
 	g, local, t, err := r.resolve(m.Group, m.Path)
 	if err == nil && r.checkRoot(g, local) != "" {
 		err = errors.New("include root refused") // no basis: the op that follows is refused
 	}
-	if err != nil {
-		if err := r.c.Send(proto.Sig{Seq: m.Seq}); err != nil {
-			return err
-		}
-		return r.c.Flush()
+	j := sigJob{seq: m.Seq}
+	if err == nil {
+		j.local, j.t = local, t
 	}
-	st, err := scan.Lstat(local)
-	if err != nil || st.Kind != state.KindReg || st.Size == 0 {
-		if err := r.c.Send(proto.Sig{Seq: m.Seq}); err != nil {
-			return err
-		}
-		return r.c.Flush()
+	if r.sigs == nil {
+		r.sigs = &sigWorker{jobs: make(chan sigJob, 64), done: make(chan struct{})}
+		go r.sigs.run(r)
 	}
-	f, err := t.OpenBasis(local)
-	if err != nil {
-		if err := r.c.Send(proto.Sig{Seq: m.Seq}); err != nil {
-			return err
-		}
-		return r.c.Flush()
-	}
-	defer f.Close()
-	if err := r.c.Send(proto.Sig{Seq: m.Seq, Have: true, Basis: proto.RecordFrom(st)}); err != nil {
+	if err := r.sigs.failed(); err != nil {
 		return err
 	}
-	dw := &dataWriter{c: r.c, seq: m.Seq}
-	if err := delta.WriteSignature(f, st.Size, dw); err != nil {
-		return fmt.Errorf("signature of %s: %w", local, err)
+	r.sigs.jobs <- j
+	return nil
+}
+
+// sigJob is one SigRequest to answer; t is nil when there is no basis to
+// offer.
+type sigJob struct {
+	seq   uint64
+	local string
+	t     *apply.Target
+}
+
+// sigWorker answers SigRequests one after the other (a signature's frames
+// must not interleave with another's).
+type sigWorker struct {
+	jobs chan sigJob
+	done chan struct{}
+	stop atomic.Bool
+
+	mu  sync.Mutex
+	err error
+}
+
+func (w *sigWorker) failed() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.err
+}
+
+func (w *sigWorker) run(r *receiver) {
+	defer close(w.done)
+	for j := range w.jobs {
+		if w.failed() != nil || w.stop.Load() {
+			continue // the session is ending: only drain
+		}
+		if err := r.sendSig(j, &w.stop); err != nil {
+			w.mu.Lock()
+			w.err = err
+			w.mu.Unlock()
+		}
+	}
+}
+
+// finish ends the signature goroutine: after a clean session it answers
+// what is queued (the sender reads it to the end), otherwise it stops at
+// the next block group, without waiting for a peer that may be gone.
+func (w *sigWorker) finish(clean bool) error {
+	if w == nil {
+		return nil
+	}
+	if !clean {
+		w.stop.Store(true)
+	}
+	close(w.jobs)
+	if clean {
+		<-w.done
+	}
+	return w.failed()
+}
+
+var errSigStopped = errors.New("session ended")
+
+func (r *receiver) sendSig(j sigJob, stop *atomic.Bool) error {
+	none := func() error {
+		if err := r.c.Send(proto.Sig{Seq: j.seq}); err != nil {
+			return err
+		}
+		return r.c.Flush()
+	}
+	if j.t == nil {
+		return none()
+	}
+	st, err := scan.Lstat(j.local)
+	if err != nil || st.Kind != state.KindReg || st.Size == 0 {
+		return none()
+	}
+	f, err := j.t.OpenBasis(j.local)
+	if err != nil {
+		return none()
+	}
+	defer f.Close()
+	if err := r.c.Send(proto.Sig{Seq: j.seq, Have: true, Basis: proto.RecordFrom(st)}); err != nil {
+		return err
+	}
+	dw := &dataWriter{c: r.c, seq: j.seq}
+	o := delta.SignatureOptions{Fast: r.fastSig}
+	if st.Size >= streamSigMin {
+		// A big basis's signature goes out as it is computed, so the
+		// sender matches while the rest comes.
+		o.Flush = func() error {
+			if stop.Load() {
+				return errSigStopped
+			}
+			if err := dw.flush(); err != nil {
+				return err
+			}
+			return r.c.Flush()
+		}
+	}
+	if err := delta.WriteSignatureAt(f, st.Size, dw, o); err != nil {
+		return fmt.Errorf("signature of %s: %w", j.local, err)
 	}
 	if err := dw.flush(); err != nil {
 		return err
 	}
-	if err := r.c.Send(proto.DataEnd{Seq: m.Seq}); err != nil {
+	if err := r.c.Send(proto.DataEnd{Seq: j.seq}); err != nil {
 		return err
 	}
 	return r.c.Flush()
 }
+
+// streamSigMin is the basis size from which a signature is flushed as it
+// is computed rather than at its end.
+const streamSigMin = 16 << 20
 
 func (r *receiver) endBatch(m *proto.EndBatch) error {
 	if err := r.flushAcks(); err != nil {

@@ -48,6 +48,10 @@ const (
 // Hello flags.
 const (
 	FlagDryRun uint32 = 1 << 0 // receiver reports what it would do, writes nothing
+	// FlagFastSig: the sender reads signatures with XXH3-64 block sums
+	// (delta.SignatureOptions.Fast). A receiver that does not know the
+	// flag ignores it and sends SHA-256 ones, which every sender reads.
+	FlagFastSig uint32 = 1 << 1
 )
 
 // MsgType is the type byte of a frame.
