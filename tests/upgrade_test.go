@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -64,6 +65,31 @@ func TestUpgradeOldAndNewNodes(t *testing.T) {
 	pushed(n1, n2, oldBin, "from-old.txt", "written on the previous release\n")
 	pushed(n2, n1, binary, "from-new.txt", "written on this build\n")
 	pushed(n1, n2, oldBin, "from-old.txt", "edited on the previous release\n")
+
+	// A big file goes as a delta between the releases, each way: this
+	// build's receiver sends the old sender the SHA-256 signature it reads,
+	// and this build's sender matches the old receiver's as it arrives.
+	big := make([]byte, 3<<20)
+	rand.NewChaCha8([32]byte{12}).Read(big)
+	for i, dir := range []struct {
+		from, to *cluster.Node
+		bin      string
+	}{{n1, n2, oldBin}, {n2, n1, binary}} {
+		rel := fmt.Sprintf("big-%d.bin", i)
+		for _, flip := range []int{-1, len(big) / 2} {
+			if flip >= 0 {
+				big[flip] ^= 0xff
+			}
+			e.writeFile(dir.from, filepath.Join(dataDir, rel), string(big), 0o644)
+			r := run(dir.from, dir.bin, "sync")
+			if r.code != 0 || strings.Contains(r.stderr, "bad signature") {
+				t.Fatalf("big file from %s to %s between releases:\n%s", dir.from.Name, dir.to.Name, r)
+			}
+			if got, err := os.ReadFile(data(dir.to, rel)); err != nil || !bytes.Equal(got, big) {
+				t.Fatalf("%s's %s after the push from %s differs (%v)", dir.to.Name, rel, dir.from.Name, err)
+			}
+		}
+	}
 
 	// node1's state database was written by the previous release (schema
 	// 1). This build migrates it forward; the old binary then refuses it.

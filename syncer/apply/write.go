@@ -128,7 +128,12 @@ func (t *Target) WriteFileExpect(path string, rec state.FileRecord, fill func(w 
 	bw := writerPool.Get().(*bufio.Writer)
 	bw.Reset(f)
 	defer func() { bw.Reset(nil); writerPool.Put(bw) }()
-	cw := &countWriter{w: io.MultiWriter(bw, h), f: f, bw: bw, h: h}
+	cw := &countWriter{f: f, bw: bw, h: h}
+	if rec.Size >= asyncHashMin {
+		// A big file is hashed on another core while it is written.
+		cw.hq = newHashQueue(h)
+		defer cw.hq.finish()
+	}
 	if err := fill(cw); err != nil {
 		return writeErr(path, err)
 	}
@@ -136,6 +141,9 @@ func (t *Target) WriteFileExpect(path string, rec state.FileRecord, fill func(w 
 		return writeErr(path, err)
 	}
 	var got state.Hash
+	if cw.hq != nil {
+		cw.hq.finish()
+	}
 	h.Sum(got[:0])
 	rec.Hash = expect()
 	if got != rec.Hash {
@@ -184,18 +192,27 @@ var writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 256
 // synced, just before it replaces the target.
 var beforeRename func()
 
+// countWriter writes the temp file through bw and hashes what it writes,
+// with h or, for a big file, on the hq goroutine.
 type countWriter struct {
-	w io.Writer
-	n int64
-	// The temp file, its buffer and hash, for WriteRange.
+	n  int64
 	f  *os.File
 	bw *bufio.Writer
 	h  hash.Hash
+	hq *hashQueue // a big file's: see also startWriteback
+	// written is how far the kernel was asked to start writeback.
+	written int64
 }
 
 func (c *countWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
+	n, err := c.bw.Write(p)
 	c.n += int64(n)
+	if c.hq == nil {
+		c.h.Write(p[:n])
+		return n, err
+	}
+	c.hq.write(p[:n])
+	c.startWriteback()
 	return n, err
 }
 

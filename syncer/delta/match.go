@@ -252,7 +252,7 @@ type flusher interface{ Flush() error }
 
 // copyChunk bounds a merged COPY: a long unchanged run goes out in pieces,
 // flushed, so the receiver patches while the sender still matches.
-const copyChunk = 16 << 20
+const copyChunk = 64 << 20
 
 func sizeCode(v int64) (code byte, n int) {
 	switch {

@@ -197,14 +197,21 @@ type SignatureOptions struct {
 	Fast bool
 	// Workers hash blocks in parallel (0: GOMAXPROCS).
 	Workers int
-	// Flush, if set, is called after every few hundred blocks so they can
-	// go out while the rest is computed.
+	// Flush, if set, is called after the blocks of every flushEvery bytes
+	// of the basis, so they go out while the rest is computed.
 	Flush func() error
 }
 
-// segBlocks is how many blocks a worker hashes at a time and how many go
-// out between two Flush calls.
-const segBlocks = 64
+// A worker hashes the blocks of segBytes of the basis at a time; Flush
+// comes after every flushEvery bytes (each costs a frame and an SSH packet
+// on the wire: 128 for a 1 GiB basis).
+const (
+	segBytes   = 4 << 20
+	flushEvery = 8 << 20
+)
+
+// segBlocks is how many blocks of bl bytes make a segment.
+func segBlocks(bl int64) int64 { return max(1, segBytes/bl) }
 
 // WriteSignatureAt is WriteSignature for a basis read with ReadAt, hashed by
 // several goroutines and written in order as it goes. A basis that turns
@@ -223,9 +230,10 @@ func WriteSignatureAt(basis io.ReaderAt, basisSize int64, w io.Writer, o Signatu
 	if _, err := w.Write(hdr[:]); err != nil {
 		return fmt.Errorf("write signature header: %w", err)
 	}
+	segLen := bl * segBlocks(bl)
 	segs := int64(0)
 	if basisSize > 0 {
-		segs = (basisSize-1)/(bl*segBlocks) + 1
+		segs = (basisSize-1)/segLen + 1
 	}
 	workers := o.Workers
 	if workers <= 0 {
@@ -244,12 +252,12 @@ func WriteSignatureAt(basis io.ReaderAt, basisSize int64, w io.Writer, o Signatu
 	for k := range workers {
 		outs[k] = make(chan result, 2)
 		wg.Go(func() {
-			buf := make([]byte, bl*segBlocks)
+			buf := make([]byte, segLen)
 			var sum [32]byte
 			// Worker k hashes segments k, k+workers, ...: the writer
 			// takes them round-robin, in order.
 			for seg := int64(k); seg < segs; seg += int64(workers) {
-				off := seg * bl * segBlocks
+				off := seg * segLen
 				want := min(int64(len(buf)), basisSize-off)
 				n, err := basis.ReadAt(buf[:want], off)
 				var r result
@@ -277,6 +285,7 @@ func WriteSignatureAt(basis io.ReaderAt, basisSize int64, w io.Writer, o Signatu
 		})
 	}
 	defer func() { close(stop); wg.Wait() }()
+	var unflushed int64
 	for seg := int64(0); seg < segs; seg++ {
 		r := <-outs[seg%int64(workers)]
 		if r.err != nil {
@@ -288,7 +297,8 @@ func WriteSignatureAt(basis io.ReaderAt, basisSize int64, w io.Writer, o Signatu
 		if r.short {
 			break
 		}
-		if o.Flush != nil {
+		if unflushed += segLen; o.Flush != nil && (unflushed >= flushEvery || seg == segs-1) {
+			unflushed = 0
 			if err := o.Flush(); err != nil {
 				return fmt.Errorf("write signature: %w", err)
 			}

@@ -829,7 +829,9 @@ func (r *receiver) receiveFile(op *proto.Op, t *apply.Target, local string, rec 
 			io.Copy(io.Discard, dr)
 			return rec, 0, fmt.Errorf("%w (%v)", errRetry, err)
 		}
-		defer basis.Close()
+		// The last close of a replaced big basis frees its blocks and
+		// page cache (0.4 s for 1 GiB): not on the session's path.
+		defer func() { go basis.Close() }()
 	}
 	// Nothing beyond the size the sender announced is written: a small
 	// delta could otherwise expand into any size (copies of the basis),
