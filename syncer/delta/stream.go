@@ -109,9 +109,11 @@ func ReadSignatureStream(src *Stream, basisSize int64) (*Signature, error) {
 		return nil, err
 	}
 	s.src, s.expected = src, max(basisSize, 0)
+	// Room for the blocks announced, up to a bound: a peer that announces
+	// a big basis and sends little makes the sender allocate little.
 	blocks := int64(0)
 	if basisSize > 0 {
-		blocks = min((basisSize-1)/int64(s.blockLen)+1, math.MaxInt32/4)
+		blocks = min((basisSize-1)/int64(s.blockLen)+1, 1<<20)
 	}
 	s.weak = make([]uint32, 0, blocks)
 	s.strong = make([]byte, 0, blocks*int64(s.strongLen))
