@@ -862,6 +862,7 @@ func (s *sender) sendFile(it *item, st *delta.Stream, basisSize int64) error {
 		// the op goes out.
 		if sig, err = delta.ReadSignatureStream(st, basisSize); err != nil {
 			s.log.Warn("bad signature from peer; sending whole file", "path", it.path, "error", err)
+			st.Close() // the rest of it is dropped as it comes
 		}
 	}
 	seq := s.nextSeq()
