@@ -8,7 +8,9 @@ import (
 	"path/filepath"
 	"testing"
 
+	"ocf-csync/syncer/delta"
 	"ocf-csync/syncer/proto"
+	"ocf-csync/syncer/state"
 )
 
 // The receiver sends XXH3 block sums only to a sender whose Hello says it
@@ -97,5 +99,65 @@ func TestPushBigFileDelta(t *testing.T) {
 		if n := res.Peers[0].DataBytes; n > 256<<10 {
 			t.Errorf("change %d: %d bytes of delta sent", i, n)
 		}
+	}
+}
+
+// A signature whose header is bad gets the whole file (the op says so
+// before any content); a receiver that closes the session in the middle of
+// a signature ends the push with an error instead of leaving the matcher
+// waiting for the rest.
+func TestSenderSignatureStreamFailures(t *testing.T) {
+	nodes := setup(t, "a", "b")
+	a := nodes["a"]
+	data := make([]byte, 8<<20)
+	rand.NewChaCha8([32]byte{3}).Read(data)
+	if err := os.WriteFile(filepath.Join(a.root, "big"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var sigBuf bytes.Buffer
+	if err := delta.WriteSignatureAt(bytes.NewReader(data), int64(len(data)), &sigBuf, delta.SignatureOptions{Fast: true}); err != nil {
+		t.Fatal(err)
+	}
+	badMagic := append([]byte{0x12, 0x34, 0x56, 0x78}, sigBuf.Bytes()[4:]...)
+	for _, tc := range []struct {
+		name  string
+		sig   []byte
+		close bool // end the session after the signature's first half
+	}{{"bad magic", badMagic, false}, {"session ends mid-signature", sigBuf.Bytes()[:sigBuf.Len()/2], true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			var content proto.ContentKind
+			connect, ch := hostileReceiver(t, "b", func(c *proto.Conn) error {
+				for {
+					m, err := c.Recv()
+					if err != nil {
+						return err
+					}
+					switch m := m.(type) {
+					case *proto.SigRequest:
+						sendAll(t, c, proto.Sig{Seq: m.Seq, Have: true, Basis: proto.Record{Kind: state.KindReg, Size: int64(len(data))}},
+							proto.Data{Seq: m.Seq, Bytes: tc.sig})
+						if tc.close {
+							return nil
+						}
+						sendAll(t, c, proto.DataEnd{Seq: m.Seq})
+					case *proto.Op:
+						if m.Kind != proto.OpFile {
+							continue
+						}
+						content = m.Content
+						go drain(c)
+						return nil
+					}
+				}
+			})
+			p := pushTo(t, a, connect)
+			ch.Close()
+			if p.Err == nil {
+				t.Error("the push succeeded against a receiver that acknowledged nothing")
+			}
+			if !tc.close && content != proto.ContentWhole {
+				t.Errorf("content %v after a bad signature header, want the whole file", content)
+			}
+		})
 	}
 }
