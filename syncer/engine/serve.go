@@ -959,6 +959,7 @@ func (r *receiver) sig(m *proto.SigRequest) error {
 	if err := r.sigs.failed(); err != nil {
 		return err
 	}
+	r.sigs.pending.Add(1)
 	r.sigs.jobs <- j
 	return nil
 }
@@ -974,9 +975,10 @@ type sigJob struct {
 // sigWorker answers SigRequests one after the other (a signature's frames
 // must not interleave with another's).
 type sigWorker struct {
-	jobs chan sigJob
-	done chan struct{}
-	stop atomic.Bool
+	jobs    chan sigJob
+	done    chan struct{}
+	stop    atomic.Bool
+	pending sync.WaitGroup // jobs queued and not answered yet
 
 	mu  sync.Mutex
 	err error
@@ -991,14 +993,14 @@ func (w *sigWorker) failed() error {
 func (w *sigWorker) run(r *receiver) {
 	defer close(w.done)
 	for j := range w.jobs {
-		if w.failed() != nil || w.stop.Load() {
-			continue // the session is ending: only drain
+		if w.failed() == nil && !w.stop.Load() { // else the session is ending: only drain
+			if err := r.sendSig(j, &w.stop); err != nil {
+				w.mu.Lock()
+				w.err = err
+				w.mu.Unlock()
+			}
 		}
-		if err := r.sendSig(j, &w.stop); err != nil {
-			w.mu.Lock()
-			w.err = err
-			w.mu.Unlock()
-		}
+		w.pending.Done()
 	}
 }
 
@@ -1075,6 +1077,13 @@ func (r *receiver) sendSig(j sigJob, stop *atomic.Bool) error {
 const streamSigMin = 16 << 20
 
 func (r *receiver) endBatch(m *proto.EndBatch) error {
+	if r.sigs != nil {
+		// Every request before EndBatch is answered before BatchDone.
+		r.sigs.pending.Wait()
+		if err := r.sigs.failed(); err != nil {
+			return err
+		}
+	}
 	if err := r.flushAcks(); err != nil {
 		return err
 	}
