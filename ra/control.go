@@ -86,6 +86,10 @@ func (s *Served) release() {
 // Health is the daemon's current self-report.
 func (s *Served) Health() (Health, error) { return ReadHealth(s.d.o.StatusFile) }
 
+// Stopping closes when the daemon's loop ends: a serve it runs then ends
+// its session between batches, so the daemon can close its store.
+func (s *Served) Stopping() <-chan struct{} { return s.d.stopped }
+
 // Local is the daemon's view of its config.
 func (s *Served) Local() *Local { return s.d.l }
 

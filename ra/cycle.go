@@ -30,6 +30,9 @@ type Cycle struct {
 	// Connect opens the sessions to the peers; nil: a new SSH session per
 	// peer and cycle (Local.Connector).
 	Connect engine.Connector
+	// Pool, when set, carries the push over sessions kept open between
+	// cycles (the daemon's).
+	Pool *engine.Pool
 	// AllowMassDelete is sync --allow-mass-delete: this run only, never
 	// implied by another flag and never set by the daemon.
 	AllowMassDelete bool
@@ -109,6 +112,7 @@ func RunCycle(ctx context.Context, l *Local, st *state.Store, o Cycle) (CycleOut
 	}
 	out.Result, err = engine.Push(ctx, engine.Options{
 		View: l.View, Store: st, Connect: connect,
+		Pool:  o.Pool,
 		Peers: o.Peers, Groups: o.Groups, Paths: append(o.Paths, o.Parents...),
 		Recursive: o.Recursive, DryRun: o.DryRun, Log: log, Progress: o.Progress,
 		Blocked: o.Blocked, Mark: o.Mark, Handoff: o.Handoff,

@@ -60,10 +60,12 @@ type daemon struct {
 	// current and has not caught up from a current peer yet.
 	catchUp *catchUp
 	current map[string]string // csync-current as last published, by node
-	// connect opens the per-peer sessions of every push. It is the seam
-	// for persistent sessions: a pool that keeps them open between cycles
-	// replaces it here.
+	// connect opens sessions to peers: the compare, catch-up and
+	// reconciliation ones, and those of the pool.
 	connect engine.Connector
+	// pool keeps one session per peer open between the pushes of this
+	// node's term; dropped when the gate closes, closed on stop.
+	pool *engine.Pool
 	// st is the state database, open for the daemon's whole life; the
 	// commands it runs for the CLI borrow it (Served).
 	st *state.Store
@@ -71,7 +73,12 @@ type daemon struct {
 	mu       sync.Mutex
 	requests chan cycleRequest // cycles the CLI asked for (sync)
 	stopped  chan struct{}     // closed when the loop ends
+	stopOnce sync.Once
 }
+
+// stop says the loop ended: no more cycles, and serves idling between
+// batches end.
+func (d *daemon) stop() { d.stopOnce.Do(func() { close(d.stopped) }) }
 
 // RunDaemon runs the daemon until ctx ends, then, if this node became
 // active, runs the final sync.
@@ -87,6 +94,8 @@ func RunDaemon(ctx context.Context, l *Local, o DaemonOptions) error {
 		log.Warn("record the agent's ha parameters for the CLI", "err", err)
 	}
 	d.connect = l.Connector()
+	d.pool = engine.NewPool(l.View, d.connect, log)
+	defer d.pool.Close()
 	// The control socket listens before the store is open: a command
 	// started meanwhile waits in the socket's backlog instead of finding
 	// no daemon and then waiting for the database lock.
@@ -107,7 +116,9 @@ func RunDaemon(ctx context.Context, l *Local, o DaemonOptions) error {
 	if ln != nil {
 		served := make(chan struct{})
 		go func() { defer close(served); d.serveControl(context.WithoutCancel(ctx), ln) }()
-		defer func() { ln.Close(); <-served }()
+		// A serve idling in a session from the active node ends once the
+		// loop stopped (Served.Stopping); then the store may close.
+		defer func() { d.stop(); ln.Close(); <-served }()
 	}
 	d.mu.Lock()
 	_, err = d.activate(ctx)
@@ -144,6 +155,8 @@ func RunDaemon(ctx context.Context, l *Local, o DaemonOptions) error {
 	poll := time.NewTicker(onlinePoll)
 	defer poll.Stop()
 	pcmk := ha.NewCLI()
+	gateTick := time.NewTicker(sessionGateCheck)
+	defer gateTick.Stop()
 	for ctx.Err() == nil {
 		// Who waits for a peer: the guard's blocked peers, a catch-up,
 		// and peers a push failed to reach.
@@ -162,6 +175,8 @@ func RunDaemon(ctx context.Context, l *Local, o DaemonOptions) error {
 				d.l.logger().Info("a peer this node waits for is online again; trying it now", "waiting", waiting)
 				d.retryGuard(ctx)
 			}
+		case <-gateTick.C:
+			d.checkSessions(ctx)
 		case <-t.C:
 			d.cycle(ctx, Cycle{})
 		case <-now:
@@ -180,7 +195,7 @@ func RunDaemon(ctx context.Context, l *Local, o DaemonOptions) error {
 			}
 		}
 	}
-	close(d.stopped)
+	d.stop()
 	d.h.State = StateStopping
 	d.report()
 	if d.active {
@@ -189,6 +204,7 @@ func RunDaemon(ctx context.Context, l *Local, o DaemonOptions) error {
 		// A standby's stop has nothing to hand over: it never pushed.
 		log.Info("stopping a standby: no final sync, no handoff")
 	}
+	d.pool.Close()
 	l.Notify(context.WithoutCancel(ctx), ha.EventStop, "", fmt.Sprintf("daemon stopped at epoch %d", d.epoch))
 	d.h.State = StateStopped
 	d.report()
@@ -452,8 +468,11 @@ func (d *daemon) push(ctx context.Context, c Cycle, fromCLI bool) (CycleOutcome,
 	if !fromCLI {
 		c.Check, c.Recursive = !c.retry, true
 	}
-	c.Blocked, c.Connect = guard, d.connect
+	c.Blocked, c.Connect, c.Pool = guard, d.connect, d.pool
 	out, err := RunCycle(ctx, l, st, c)
+	if !out.Gate.Active {
+		d.pool.Drop() // a standby keeps no session open
+	}
 	if out.Pushed || !out.Gate.Active {
 		d.h.Refusals = out.Result.Refusals // monitor reports them as degraded
 	}
@@ -554,6 +573,26 @@ func (d *daemon) peersIfCatchingUp() []string {
 		return nil
 	}
 	return engine.AllPeers(d.l.View)
+}
+
+// sessionGateCheck: while sessions are open between cycles, the gate is
+// asked this often; once this node is no longer active they close.
+const sessionGateCheck = 15 * time.Second
+
+// checkSessions closes the open sessions if this node stopped being
+// active (the IP left without a cycle noticing: a standby keeps none).
+func (d *daemon) checkSessions(ctx context.Context) {
+	if len(d.pool.Open()) == 0 {
+		return
+	}
+	g, err := d.l.Gate().Active(ctx)
+	if g.Active {
+		return
+	}
+	d.l.logger().Info("no longer the active node: closing the open sessions", "reason", g.Reason, "err", err)
+	d.pool.Drop()
+	d.role(g)
+	d.report()
 }
 
 // Retry timing of a blocked peer (issue: a returning node is reconciled

@@ -15,10 +15,13 @@ import (
 	"ocf-csync/syncer/state"
 )
 
-// Watch timing (DESIGN §6): events are hints, debounced, then re-checked
-// by lstat; the periodic rescan keeps correctness independent of inotify.
+// Watch timing (DESIGN §6, §11): events are hints, coalesced, then
+// re-checked by lstat; the periodic rescan keeps correctness independent
+// of inotify. A batch goes once no hint came for watchQuiet, or
+// watchMaxDelay after its first hint under a steady burst; hints that come
+// while the daemon is busy join the batch waiting for it.
 var (
-	watchDebounce = 200 * time.Millisecond
+	watchQuiet    = 20 * time.Millisecond
 	watchMaxDelay = 2 * time.Second
 )
 
@@ -55,29 +58,23 @@ func watchTrees(ctx context.Context, view *config.NodeView, log *slog.Logger) (<
 	go func() {
 		defer close(out)
 		defer w.Close()
-		pending := map[string]bool{}
-		full := false
-		var first time.Time
+		var (
+			b     hintBatch
+			ready bool // the batch waits for the daemon to take it
+			first time.Time
+		)
 		timer := time.NewTimer(time.Hour)
 		timer.Stop()
-		flush := func() {
-			var batch []string
-			if !full {
-				batch = make([]string, 0, len(pending))
-				for p := range pending {
-					batch = append(batch, p)
-				}
-			}
-			select {
-			case out <- batch:
-			case <-ctx.Done():
-			}
-			pending, full, first = map[string]bool{}, false, time.Time{}
-		}
 		for {
+			var send chan<- []string
+			if ready {
+				send = out
+			}
 			select {
 			case <-ctx.Done():
 				return
+			case send <- b.paths():
+				b, ready, first = hintBatch{}, false, time.Time{}
 			case ev, ok := <-w.Events:
 				if !ok {
 					return
@@ -89,19 +86,21 @@ func watchTrees(ctx context.Context, view *config.NodeView, log *slog.Logger) (<
 				if !synced && !descend {
 					continue
 				}
-				pending[ev.Name] = true
+				b.add(ev.Name)
 				if ev.Has(fsnotify.Create) {
 					if rec, err := scan.Lstat(ev.Name); err == nil && rec.Kind == state.KindDir {
 						if !add(ev.Name) {
-							full = true
+							b.full = true
 						}
 					}
+				}
+				if ready {
+					continue // joins the batch the daemon has not taken yet
 				}
 				if first.IsZero() {
 					first = time.Now()
 				}
-				wait := min(watchDebounce, time.Until(first.Add(watchMaxDelay)))
-				timer.Reset(max(wait, 0))
+				timer.Reset(max(min(watchQuiet, time.Until(first.Add(watchMaxDelay))), 0))
 			case err, ok := <-w.Errors:
 				if !ok {
 					return
@@ -111,12 +110,38 @@ func watchTrees(ctx context.Context, view *config.NodeView, log *slog.Logger) (<
 				} else {
 					log.Warn("watch error: full rescan", "err", err)
 				}
-				full = true
-				flush()
+				b.full, ready = true, true
+				timer.Stop()
 			case <-timer.C:
-				flush()
+				ready = true
 			}
 		}
 	}()
 	return out, nil
+}
+
+// hintBatch collects the changed paths of one batch, each once.
+type hintBatch struct {
+	seen map[string]bool
+	list []string
+	full bool // a full rescan instead
+}
+
+func (b *hintBatch) add(p string) {
+	if b.full || b.seen[p] {
+		return
+	}
+	if b.seen == nil {
+		b.seen = map[string]bool{}
+	}
+	b.seen[p] = true
+	b.list = append(b.list, p)
+}
+
+// paths is what goes to the daemon: the list, or nil for a full rescan.
+func (b *hintBatch) paths() []string {
+	if b.full {
+		return nil
+	}
+	return b.list
 }

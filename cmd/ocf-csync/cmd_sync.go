@@ -378,8 +378,16 @@ func serveCommand(env Env) *cli.Command {
 			if sshConn == "" {
 				log.Debug("no SSH_CONNECTION: a local invocation; the sender's node name is taken as claimed")
 			}
-			// The state lock is taken only once the sender authenticated.
+			// Inside the daemon, a session idling between batches ends
+			// when the daemon stops.
+			var quit <-chan struct{}
+			if s := servedFrom(ctx); s != nil {
+				quit = s.Stopping()
+			}
+			// The state lock is taken only once the sender authenticated
+			// (and per batch, in a session the sender keeps open).
 			return engine.Serve(ctx, engine.ServeOptions{
+				Quit: quit,
 				View: l.view, Config: l.cfg, In: in, Out: out, Log: log,
 				CheckPeer: func(claimed string) error {
 					return engine.CheckPeerAddress(ctx, l.view, claimed, sshConn, net.DefaultResolver.LookupHost)

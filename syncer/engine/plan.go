@@ -52,8 +52,12 @@ func (p *plan) len() int { return len(p.deletes) + p.creates }
 // groupFor picks the first group of this node that syncs path to peer.
 func groupFor(view *config.NodeView, path, peer string) *config.GroupView {
 	for _, g := range view.GroupsFor(path) {
-		for _, h := range g.Peers() {
-			if h.Name == peer {
+		if peer == g.Self.Name {
+			continue
+		}
+		// Not g.Peers(): it allocates, and this runs per entry and peer.
+		for i := range g.Hosts {
+			if g.Hosts[i].Name == peer {
 				return g
 			}
 		}

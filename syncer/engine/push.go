@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -69,6 +70,12 @@ type Options struct {
 	// SFTP opens sessions to the config's SFTP targets (ssh sftp-hosts);
 	// nil dials them with the config's ssh settings.
 	SFTP SFTPDialer
+	// reads shares small files between the peers of this push (set by
+	// Push when it serves more than one).
+	reads *readCache
+	// Pool, when set, carries the pushes over sessions kept open between
+	// runs (the daemon); nil opens one per peer and run with Connect.
+	Pool *Pool
 	// Observe, when set, hears each peer's progress: once when its plan is
 	// made, after every item the peer settled, and when it is done. It is
 	// called from the peer's goroutine and must be quick.
@@ -223,6 +230,9 @@ func Push(ctx context.Context, o Options) (Result, error) {
 	if err := sf.massDelete(slices.DeleteFunc(slices.Clone(plans), func(p *plan) bool { return p == nil }), now); err != nil {
 		return Result{}, err
 	}
+	if n := countSessions(o.View, peers, plans, o.Blocked); n > 1 && !o.DryRun {
+		o.reads = newReadCache(n)
+	}
 	var outMu sync.Mutex
 	for i, peer := range peers {
 		if why, ok := o.Blocked[peer]; ok {
@@ -257,6 +267,18 @@ func Push(ctx context.Context, o Options) (Result, error) {
 	}
 	res.Fresh = fresh
 	return res, nil
+}
+
+// countSessions counts the peers this push streams files to itself
+// (planned, not blocked, not SFTP targets).
+func countSessions(view *config.NodeView, peers []string, plans []*plan, blocked map[string]string) int {
+	n := 0
+	for i, peer := range peers {
+		if _, ok := blocked[peer]; !ok && plans[i] != nil && plans[i].creates > 0 && !isSFTPTarget(view, peer) {
+			n++
+		}
+	}
+	return n
 }
 
 // runLocalActions runs the do-local and do-local-only actions of the files
@@ -314,6 +336,8 @@ type sender struct {
 	o     *Options
 	peer  string
 	c     *proto.Conn
+	recv  func() (proto.Message, error) // c.Recv, or the pooled session's reader
+	heard atomic.Bool                   // the peer answered something
 	log   *slog.Logger
 	outMu *sync.Mutex
 
@@ -382,7 +406,6 @@ func pushPeer(ctx context.Context, o *Options, p *plan, outMu *sync.Mutex) (res 
 	res.Peer = peer
 	defer func() { res.Duration = time.Since(start) }()
 	log := o.Log.With("peer", peer)
-	var err error
 	if p.settle(o, log, &res) != nil {
 		return res
 	}
@@ -400,29 +423,64 @@ func pushPeer(ctx context.Context, o *Options, p *plan, outMu *sync.Mutex) (res 
 		res.Err = fmt.Errorf("peer %s is not a host of any group of this node", peer)
 		return res
 	}
-	ch, err := o.Connect(ctx, host)
-	if err != nil {
-		res.Err = err
-		return res
+	if o.Pool == nil || o.DryRun {
+		return pushOnce(ctx, o, p, res, outMu, log, host, nil)
 	}
-	defer ch.Close()
-	stop := context.AfterFunc(ctx, func() { ch.Close() })
-	defer stop()
-
-	keys := map[string][]byte{}
-	for _, g := range p.groupNames {
-		k, err := proto.ReadKeyFile(g.Key)
+	for {
+		ps, err := o.Pool.get(ctx, host, p.groupNames)
 		if err != nil {
-			res.Err = fmt.Errorf("group %s: %w", g.Name, err)
+			res.Err = err
 			return res
 		}
-		keys[g.Name] = k
+		out := pushOnce(ctx, o, p, res, outMu, log, host, ps)
+		if !errors.Is(out.Err, errStaleSession) {
+			return out
+		}
+		// A session reused from the pool broke before the peer answered
+		// anything of this push (its serve had just ended): once more on
+		// a new one. Nothing was applied unacknowledged that a repeat
+		// would not find equal.
+		log.Info("open session to peer had ended; pushing over a new one", "err", errors.Unwrap(out.Err))
 	}
-	if len(keys) == 0 { // nothing pending: offer every group shared with peer
-		for _, g := range o.View.Groups {
-			if _, ok := g.Host(peer); !ok || g.IsSlave(o.View.Name) {
-				continue
-			}
+}
+
+// errStaleSession wraps the failure of a push on a reused pooled session
+// that the peer never answered.
+var errStaleSession = errors.New("pooled session had ended")
+
+// pushOnce runs the push of plan p to its peer over a new session, or over
+// ps, a session from the pool (left open for the next push if all went
+// well).
+func pushOnce(ctx context.Context, o *Options, p *plan, res PeerResult, outMu *sync.Mutex, log *slog.Logger, host config.Host, ps *pooled) PeerResult {
+	peer := p.peer
+	var ch Channel
+	var c *proto.Conn
+	if ps != nil {
+		ch, c = ps.ch, ps.c
+	} else {
+		var err error
+		if ch, err = o.Connect(ctx, host); err != nil {
+			res.Err = err
+			return res
+		}
+		defer ch.Close()
+	}
+	stop := context.AfterFunc(ctx, func() { ch.Close() })
+	defer stop()
+	sent0, recvd0 := ch.Counters()
+
+	var recv func() (proto.Message, error)
+	var done chan struct{}
+	if ps != nil {
+		done = make(chan struct{})
+		recv = ps.recvUntil(done)
+	} else {
+		keys := map[string][]byte{}
+		groups := p.groupNames
+		if len(groups) == 0 { // nothing pending: offer every group shared with peer
+			groups = sharedGroups(o.View, peer)
+		}
+		for _, g := range groups {
 			k, err := proto.ReadKeyFile(g.Key)
 			if err != nil {
 				res.Err = fmt.Errorf("group %s: %w", g.Name, err)
@@ -430,17 +488,18 @@ func pushPeer(ctx context.Context, o *Options, p *plan, outMu *sync.Mutex) (res 
 			}
 			keys[g.Name] = k
 		}
+		c = proto.NewConn(ch, ch)
+		flags := proto.FlagFastSig
+		if o.DryRun {
+			flags |= proto.FlagDryRun
+		}
+		if _, err := proto.ClientHandshake(c, o.View.Name, keys, flags); err != nil {
+			res.Err = withRemoteStderr(err, ch)
+			return res
+		}
+		recv = c.Recv
 	}
-	c := proto.NewConn(ch, ch)
-	flags := proto.FlagFastSig
-	if o.DryRun {
-		flags |= proto.FlagDryRun
-	}
-	if _, err := proto.ClientHandshake(c, o.View.Name, keys, flags); err != nil {
-		res.Err = withRemoteStderr(err, ch)
-		return res
-	}
-	s := &sender{o: o, peer: peer, c: c, log: log, outMu: outMu, pending: map[uint64]*pend{},
+	s := &sender{o: o, peer: peer, c: c, recv: recv, log: log, outMu: outMu, pending: map[uint64]*pend{},
 		sigWait: map[uint64]*sigWait{}, notify: make(chan struct{}, 1), links: map[[2]uint64]string{}}
 	s.res = res
 	s.progress = PeerProgress{Peer: peer, Planned: p.len(), PlannedBytes: p.bytes}
@@ -449,6 +508,7 @@ func pushPeer(ctx context.Context, o *Options, p *plan, outMu *sync.Mutex) (res 
 	}
 	readerDone := make(chan struct{})
 	go func() { defer close(readerDone); s.read() }()
+	var err error
 	if o.Mark != nil && !o.DryRun {
 		seq := s.nextSeq()
 		s.track(seq, &pend{handoff: true, marker: true})
@@ -461,15 +521,22 @@ func pushPeer(ctx context.Context, o *Options, p *plan, outMu *sync.Mutex) (res 
 	if err == nil && o.Handoff != nil {
 		err = s.handoff()
 	}
-	if err == nil {
+	keep := false
+	switch {
+	case err != nil:
+		ch.Close()
+	case ps != nil && ps.persistent():
+		keep = true // no Bye: the session waits for the next push
+	default:
 		_ = c.Send(proto.Bye{})
 		err = c.Flush()
 		_ = ch.CloseWrite()
 		if werr := ch.Wait(); werr != nil && err == nil {
 			err = fmt.Errorf("remote helper: %w", werr)
 		}
-	} else {
-		ch.Close()
+	}
+	if done != nil {
+		close(done)
 	}
 	<-readerDone
 	s.open.Close()
@@ -481,9 +548,21 @@ func pushPeer(ctx context.Context, o *Options, p *plan, outMu *sync.Mutex) (res 
 	}
 	out := s.res
 	s.mu.Unlock()
-	out.WireSent, out.WireRecvd = ch.Counters()
+	heard := s.heard.Load()
+	sent, recvd := ch.Counters()
+	out.WireSent, out.WireRecvd = sent-sent0, recvd-recvd0
+	if ps != nil {
+		if keep && err == nil {
+			o.Pool.put(ps)
+		} else {
+			ps.close()
+		}
+	}
 	if err != nil {
 		out.Err = withRemoteStderr(err, ch)
+		if ps != nil && ps.reused && !heard && ctx.Err() == nil {
+			out.Err = fmt.Errorf("%w: %w", errStaleSession, out.Err)
+		}
 	}
 	return out
 }
@@ -846,20 +925,20 @@ func (s *sender) sendFile(it *item, st *delta.Stream, basisSize int64) error {
 		s.mu.Unlock()
 		return nil
 	}
-	f, now, err := s.open.Open(it.path)
-	if err != nil {
-		s.settleLocal(it, fmt.Sprintf("%v: not sent (it stays dirty; the next check looks again)", err))
+	if st == nil && it.cur.Size < delta.WholeFileThreshold {
+		return s.sendSmall(it)
+	}
+	f, problem := s.openChecked(it)
+	if f == nil {
+		s.settleLocal(it, problem)
 		return nil
 	}
 	defer f.Close()
-	if now.Dev != it.cur.Dev || now.Ino != it.cur.Ino || now.Size != it.cur.Size {
-		s.settleLocal(it, fmt.Sprintf("%s is not the file the last check recorded (device, inode or size changed since): not sent (it stays dirty; the next check looks again)", it.path))
-		return nil
-	}
 	var sig *delta.Signature
 	if st != nil {
 		// The header decides between a delta and the whole file, before
 		// the op goes out.
+		var err error
 		if sig, err = delta.ReadSignatureStream(st, basisSize); err != nil {
 			s.log.Warn("bad signature from peer; sending whole file", "path", it.path, "error", err)
 			st.Close() // the rest of it is dropped as it comes
@@ -871,23 +950,6 @@ func (s *sender) sendFile(it *item, st *delta.Stream, basisSize int64) error {
 	if sig != nil {
 		content = proto.ContentDelta
 	}
-	small := sig == nil && it.cur.Size < delta.WholeFileThreshold
-	var body []byte
-	if small {
-		// Small files go in one frame from one reused buffer: a new buffer
-		// per file made the garbage collector the sender's main cost.
-		if s.small == nil {
-			s.small = make([]byte, delta.WholeFileThreshold+1)
-		}
-		n, err := io.ReadFull(f, s.small)
-		if err != nil && err != io.ErrUnexpectedEOF && err != io.EOF {
-			s.settleLocal(it, fmt.Sprintf("read %s: %v", it.path, err))
-			return nil
-		}
-		body = s.small[:n]
-		newRec.Hash = sha256.Sum256(body)
-		newRec.Size = int64(n)
-	}
 	op := proto.Op{Seq: seq, Group: it.group.Name, Kind: proto.OpFile, Path: []byte(it.wire),
 		HasBase: it.hasBase, New: proto.RecordFrom(newRec), Content: content, Forced: it.forced}
 	if it.hasBase {
@@ -897,52 +959,117 @@ func (s *sender) sendFile(it *item, st *delta.Stream, basisSize int64) error {
 	if err := s.c.Send(op); err != nil {
 		return err
 	}
-	var n int64
 	var sum [32]byte
-	if small {
-		if len(body) > 0 {
-			if err := s.c.Send(proto.Data{Seq: seq, Bytes: body}); err != nil {
-				return err
-			}
-		}
-		n, sum = int64(len(body)), newRec.Hash
+	if s.dw == nil {
+		s.dw = &dataWriter{c: s.c, buf: make([]byte, 0, proto.MaxData)}
+	}
+	dw := s.dw
+	dw.seq, dw.n = seq, 0
+	// A resend (the peer found the sum wrong) hashes what it sends.
+	var src io.Reader = f
+	h := sha256.New()
+	if it.resend {
+		src = io.TeeReader(f, h)
+	}
+	var err error
+	if sig != nil {
+		err = delta.WriteDelta(sig, src, dw)
 	} else {
-		if s.dw == nil {
-			s.dw = &dataWriter{c: s.c, buf: make([]byte, 0, proto.MaxData)}
+		_, err = io.Copy(dw, src)
+	}
+	if err == nil {
+		err = dw.flush()
+	}
+	if err != nil {
+		return fmt.Errorf("send %s: %w", it.path, err)
+	}
+	// The scan hashed this content already; if the file is unchanged
+	// since (same stat), that hash is the content's. If it changed while
+	// it was sent, the zero sum makes the peer ask for it again, whole.
+	if it.resend {
+		h.Sum(sum[:0])
+	} else if now, err := statFile(f); err == nil && !now.StatChanged(&it.cur) && it.cur.Hash != (state.Hash{}) {
+		sum = it.cur.Hash
+	}
+	s.mu.Lock()
+	s.res.DataBytes += dw.n
+	s.mu.Unlock()
+	return s.c.Send(proto.DataEnd{Seq: seq, SHA256: sum})
+}
+
+// openChecked opens it for reading, or says why it is not sent.
+func (s *sender) openChecked(it *item) (*os.File, string) {
+	f, now, err := s.open.Open(it.path)
+	if err != nil {
+		return nil, fmt.Sprintf("%v: not sent (it stays dirty; the next check looks again)", err)
+	}
+	if now.Dev != it.cur.Dev || now.Ino != it.cur.Ino || now.Size != it.cur.Size {
+		f.Close()
+		return nil, fmt.Sprintf("%s is not the file the last check recorded (device, inode or size changed since): not sent (it stays dirty; the next check looks again)", it.path)
+	}
+	return f, ""
+}
+
+// sendSmall sends a file below the delta threshold whole, in one frame.
+// When several peers get it in this push, its content comes from the
+// push's read cache: read and hashed once for all of them.
+func (s *sender) sendSmall(it *item) error {
+	var body []byte
+	var sum state.Hash
+	var problem string
+	if c := s.o.reads; c != nil && !it.resend {
+		body, sum, problem = c.get(it, func() ([]byte, state.Hash, string) { return s.readSmall(it, nil) })
+	} else {
+		// One reused buffer: a new buffer per file made the garbage
+		// collector the sender's main cost.
+		if s.small == nil {
+			s.small = make([]byte, delta.WholeFileThreshold+1)
 		}
-		dw := s.dw
-		dw.seq, dw.n = seq, 0
-		// A resend (the peer found the sum wrong) hashes what it sends.
-		var src io.Reader = f
-		h := sha256.New()
-		if it.resend {
-			src = io.TeeReader(f, h)
-		}
-		if sig != nil {
-			err = delta.WriteDelta(sig, src, dw)
-		} else {
-			_, err = io.Copy(dw, src)
-		}
-		if err == nil {
-			err = dw.flush()
-		}
-		if err != nil {
-			return fmt.Errorf("send %s: %w", it.path, err)
-		}
-		n = dw.n
-		// The scan hashed this content already; if the file is unchanged
-		// since (same stat), that hash is the content's. If it changed while
-		// it was sent, the zero sum makes the peer ask for it again, whole.
-		if it.resend {
-			h.Sum(sum[:0])
-		} else if now, err := statFile(f); err == nil && !now.StatChanged(&it.cur) && it.cur.Hash != (state.Hash{}) {
-			sum = it.cur.Hash
+		body, sum, problem = s.readSmall(it, s.small)
+	}
+	if problem != "" {
+		s.settleLocal(it, problem)
+		return nil
+	}
+	seq := s.nextSeq()
+	newRec := it.cur
+	newRec.Hash, newRec.Size = sum, int64(len(body))
+	op := proto.Op{Seq: seq, Group: it.group.Name, Kind: proto.OpFile, Path: []byte(it.wire),
+		HasBase: it.hasBase, New: proto.RecordFrom(newRec), Content: proto.ContentWhole, Forced: it.forced}
+	if it.hasBase {
+		op.Base = proto.RecordFrom(it.base)
+	}
+	s.track(seq, &pend{it: it, op: proto.OpFile, sent: newRec})
+	if err := s.c.Send(op); err != nil {
+		return err
+	}
+	if len(body) > 0 {
+		if err := s.c.Send(proto.Data{Seq: seq, Bytes: body}); err != nil {
+			return err
 		}
 	}
 	s.mu.Lock()
-	s.res.DataBytes += n
+	s.res.DataBytes += int64(len(body))
 	s.mu.Unlock()
 	return s.c.Send(proto.DataEnd{Seq: seq, SHA256: sum})
+}
+
+// readSmall reads a small file into buf (nil: a buffer of its own) and
+// hashes what it read, or says why it is not sent.
+func (s *sender) readSmall(it *item, buf []byte) ([]byte, state.Hash, string) {
+	f, problem := s.openChecked(it)
+	if f == nil {
+		return nil, state.Hash{}, problem
+	}
+	defer f.Close()
+	if buf == nil {
+		buf = make([]byte, it.cur.Size+1) // one more: a file that grew reads past its recorded size
+	}
+	n, err := io.ReadFull(f, buf)
+	if err != nil && err != io.ErrUnexpectedEOF && err != io.EOF {
+		return nil, state.Hash{}, fmt.Sprintf("read %s: %v", it.path, err)
+	}
+	return buf[:n], sha256.Sum256(buf[:n]), ""
 }
 
 // statFile describes an open file the way the scanner records it.
@@ -1032,7 +1159,13 @@ func (s *sender) read() {
 		s.signal()
 	}
 	for {
-		m, err := s.c.Recv()
+		m, err := s.recv()
+		if errors.Is(err, errPushDone) {
+			return // the push is over; the session stays open
+		}
+		if _, refused := m.(*proto.Error); err == nil && !refused {
+			s.heard.Store(true) // an Error may be a pooled session's serve quitting
+		}
 		if err != nil {
 			if errors.Is(err, io.EOF) {
 				err = errors.New("the remote helper closed the connection")

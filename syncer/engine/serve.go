@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -52,6 +53,9 @@ type ServeOptions struct {
 	// claims is recorded (the failover decision lives above the engine);
 	// a non-nil error refuses it with that message.
 	AcceptHandoff func(st *state.Store, h state.Handoff) error
+	// Quit, when it closes, ends a persistent session while it idles
+	// between batches (the daemon that runs this serve stops).
+	Quit <-chan struct{}
 }
 
 // Deadlines of a session on the receiver. The idle one is long because a
@@ -83,7 +87,7 @@ type receiver struct {
 	ackBytes int64
 	flight   *flight // acks being made durable in the background
 	// noneDirtyBack: this node had nothing dirty toward the sender when the
-	// session took the state db (which it holds until the end).
+	// session took the state db (which it holds until release).
 	noneDirtyBack bool
 	copyBuf       []byte     // reused by every whole-file copy
 	sigs          *sigWorker // answers SigRequests (lazily started)
@@ -98,6 +102,12 @@ type receiver struct {
 	canWrite      bool                        // the store took writes when the first op came
 	unclean       bool                        // an earlier owner of the db died (state.Unclean)
 	batches       int                         // EndBatch requests answered
+	// session: the sender keeps the session open between batches
+	// (FlagSession); the state db is taken per batch (take, release).
+	session bool
+	given   *state.Store // ServeOptions.Store, or one kept open (KeepStoreOpen)
+	owned   bool         // o.Store was opened by take and is closed by release
+	told    bool         // an Error went to the sender
 }
 
 // dirTouch is a directory whose entries a session changed.
@@ -172,77 +182,137 @@ func Serve(ctx context.Context, o ServeOptions) (err error) {
 	r.fastSig = flags&proto.FlagFastSig != 0
 	r.log = r.log.With("peer", sender)
 
-	if r.o.Store == nil {
-		st, err := o.OpenStore(ctx)
-		if err != nil {
-			_ = r.c.Send(proto.Error{Message: fmt.Sprintf("receiver %s: %v", o.View.Name, err)})
-			_ = r.c.Flush()
+	// A persistent session (FlagSession: the daemon's session per peer)
+	// takes the state db per batch and holds nothing while it idles; a
+	// one-shot session takes it now, as it works right away.
+	r.session = flags&proto.FlagSession != 0
+	r.given, r.o.Store = o.Store, nil
+	if !r.session {
+		if err := r.take(ctx); err != nil {
 			return err
-		}
-		r.o.Store = st
-		if !o.KeepStoreOpen {
-			defer func() {
-				if cerr := st.Close(); err == nil && cerr != nil {
-					err = cerr
-				}
-			}()
-		}
-	}
-	if !r.dry {
-		if u, ok, uerr := r.o.Store.Unclean(); uerr == nil && ok {
-			r.unclean = true
-			if !u.TempsRemoved && r.cleanLeftovers() {
-				u.TempsRemoved = true
-				if perr := r.o.Store.PutUnclean(u); perr != nil {
-					r.log.Warn("note the leftover temp files removed", "error", perr)
-				}
-			}
-		}
-		r.batch = r.o.Store.NewBatch()
-		// Nothing pending toward the sender: no path needs its dirty entry
-		// cleared, and a delete per received file is not written for nothing.
-		if peers, err := r.o.Store.DirtyPeers(); err == nil && !slices.Contains(peers, sender) {
-			r.noneDirtyBack = true
-		}
-		// Actions a crashed run left behind run with this session's.
-		if err := r.o.Store.Actions(func(a state.QueuedAction) error {
-			r.queued = append(r.queued, a)
-			return nil
-		}); err != nil {
-			r.log.Error("read queued actions", "error", err)
 		}
 	}
 	err = r.loop(ctx)
 	if serr := r.sigs.finish(err == nil); err == nil {
 		err = serr
 	}
-	if ferr := r.flushAcks(); err == nil {
-		err = ferr
+	if rerr := r.release(err); err == nil {
+		err = rerr
 	}
+	if err != nil {
+		r.tell(err)
+	}
+	return err
+}
+
+// tell sends err to the sender, once, unless it came from the sender or
+// the sender was told already: otherwise it only sees the connection close.
+func (r *receiver) tell(err error) {
+	var perr *proto.Error
+	var told *toldError
+	if r.told || errors.As(err, &perr) || errors.As(err, &told) {
+		return
+	}
+	r.told = true
+	_ = r.c.Send(proto.Error{Message: fmt.Sprintf("%s: %v", r.o.View.Name, err)})
+	_ = r.c.Flush()
+}
+
+// toldError is an error the sender was already told about.
+type toldError struct{ error }
+
+func (e *toldError) Unwrap() error { return e.error }
+
+// take makes the state db this session's until release: the one the
+// caller gave (the daemon's), or one opened now.
+func (r *receiver) take(ctx context.Context) error {
+	if r.o.Store != nil {
+		return nil
+	}
+	st := r.given
+	if st == nil {
+		var err error
+		if st, err = r.o.OpenStore(ctx); err != nil {
+			_ = r.c.Send(proto.Error{Message: fmt.Sprintf("receiver %s: %v", r.o.View.Name, err)})
+			_ = r.c.Flush()
+			return &toldError{err}
+		}
+		if r.o.KeepStoreOpen {
+			r.given = st
+		} else {
+			r.owned = true
+		}
+	}
+	r.o.Store = st
+	if r.dry {
+		return nil
+	}
+	if u, ok, uerr := st.Unclean(); uerr == nil && ok {
+		r.unclean = true
+		if !u.TempsRemoved && r.cleanLeftovers() {
+			u.TempsRemoved = true
+			if perr := st.PutUnclean(u); perr != nil {
+				r.log.Warn("note the leftover temp files removed", "error", perr)
+			}
+		}
+	}
+	r.batch = st.NewBatch()
+	// Nothing pending toward the sender: no path needs its dirty entry
+	// cleared, and a delete per received file is not written for nothing.
+	if peers, err := st.DirtyPeers(); err == nil && !slices.Contains(peers, r.sender) {
+		r.noneDirtyBack = true
+	}
+	// Actions a crashed run left behind run with this session's.
+	if err := st.Actions(func(a state.QueuedAction) error {
+		r.queued = append(r.queued, a)
+		return nil
+	}); err != nil {
+		r.log.Error("read queued actions", "error", err)
+	}
+	return nil
+}
+
+// release finishes what the session did with the state db (every ack
+// durable, roots and records committed, actions run) and lets go of it;
+// loopErr is how the session's work ended.
+func (r *receiver) release(loopErr error) error {
+	if r.o.Store == nil {
+		return nil
+	}
+	err := r.flushAcks()
 	r.recordRoots()
 	if r.batch != nil {
 		if cerr := r.batch.CommitDurable(); err == nil && cerr != nil {
 			err = cerr
 		}
+		r.batch = nil
 	}
-	var perr *proto.Error
-	if err != nil && !errors.As(err, &perr) {
-		// Tell the sender why, or it only sees the connection close.
-		_ = r.c.Send(proto.Error{Message: fmt.Sprintf("%s: %v", o.View.Name, err)})
-		_ = r.c.Flush()
+	if e := cmp.Or(loopErr, err); e != nil {
+		// Tell the sender now, not after the actions ran.
+		r.tell(e)
 	}
 	// The files changed whatever ended the session: their actions run now
 	// (csync2 runs them at the end of the process, too).
 	if len(r.queued) > 0 {
-		runQueued(r.o.Store, r.log, o.View.Name, r.queued)
+		runQueued(r.o.Store, r.log, r.o.View.Name, r.queued)
 		r.queued = nil
 	}
-	if err == nil && r.unclean && r.batches > 0 {
+	if err == nil && loopErr == nil && r.unclean && r.batches > 0 {
 		// The sender's retry found what the dead owner applied.
 		if cerr := r.o.Store.ClearUnclean(); cerr != nil {
 			r.log.Warn("clear the unclean-end record", "error", cerr)
 		}
 	}
+	if r.owned {
+		if cerr := r.o.Store.Close(); err == nil && cerr != nil {
+			err = cerr
+		}
+		r.owned = false
+	}
+	r.o.Store = nil
+	r.unclean, r.noneDirtyBack, r.canWrite, r.batches = false, false, false, 0
+	r.conflicts, r.roots = nil, map[string]*rootVerdict{}
+	r.targets = map[string]*apply.Target{}
 	return err
 }
 
@@ -304,12 +374,18 @@ func (r *receiver) loop(ctx context.Context) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		m, err := r.c.Recv()
+		m, err := r.next()
 		if err != nil {
 			if errors.Is(err, io.EOF) {
 				return errors.New("sender closed the connection before the end of the session")
 			}
 			return err
+		}
+		switch m.(type) {
+		case *proto.Op, *proto.SigRequest, *proto.EndBatch, *proto.Request, *proto.Handoff:
+			if err := r.take(ctx); err != nil {
+				return err
+			}
 		}
 		switch m := m.(type) {
 		case *proto.Op:
@@ -324,6 +400,13 @@ func (r *receiver) loop(ctx context.Context) error {
 			if err := r.endBatch(m); err != nil {
 				return err
 			}
+			if r.session {
+				// Between batches a persistent session holds nothing:
+				// this node's own status, sync and check go ahead.
+				if err := r.release(nil); err != nil {
+					return err
+				}
+			}
 		case *proto.Request:
 			if err := r.request(m); err != nil {
 				return err
@@ -331,6 +414,12 @@ func (r *receiver) loop(ctx context.Context) error {
 		case *proto.Handoff:
 			if err := r.handoff(m); err != nil {
 				return err
+			}
+			if r.session && m.Clean {
+				// The final sync's last word: no batch follows.
+				if err := r.release(nil); err != nil {
+					return err
+				}
 			}
 		case *proto.Keepalive:
 		case *proto.Bye:
@@ -340,6 +429,33 @@ func (r *receiver) loop(ctx context.Context) error {
 		default:
 			return fmt.Errorf("protocol: unexpected %s from sender", m.Type())
 		}
+	}
+}
+
+// errQuit ends a persistent session between batches when the daemon
+// running this serve stops.
+var errQuit = errors.New("the daemon of this node is stopping: session ended between batches (the sender opens a new one)")
+
+// next reads the sender's next message. A persistent session idling
+// between batches also ends when Quit closes.
+func (r *receiver) next() (proto.Message, error) {
+	if !r.session || r.o.Store != nil || r.o.Quit == nil {
+		return r.c.Recv()
+	}
+	type got struct {
+		m   proto.Message
+		err error
+	}
+	ch := make(chan got, 1)
+	go func() {
+		m, err := r.c.Recv()
+		ch <- got{m, err}
+	}()
+	select {
+	case g := <-ch:
+		return g.m, g.err
+	case <-r.o.Quit:
+		return nil, errQuit
 	}
 }
 

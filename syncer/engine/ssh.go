@@ -61,6 +61,9 @@ func (c *sshChannel) CloseWrite() error           { return c.sess.Stdin.Close() 
 func (c *sshChannel) Wait() error                 { return c.sess.Wait() }
 func (c *sshChannel) Stderr() string              { return c.sess.Stderr() }
 func (c *sshChannel) Counters() (int64, int64)    { return c.conn.Stats() }
+
+// Probe checks that the connection still answers (Pool, before reuse).
+func (c *sshChannel) Probe(ctx context.Context) error { return c.conn.Probe(ctx) }
 func (c *sshChannel) Close() error {
 	c.sess.Close()
 	return c.conn.Close()

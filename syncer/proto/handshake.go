@@ -61,6 +61,18 @@ func GroupMAC(key []byte, role, group, senderNode, receiverNode string, senderNo
 // its key. It fails if the peer speaks no common version, fails a key proof,
 // or refuses any group; the error names the peer and the groups.
 func ClientHandshake(c *Conn, node string, groups map[string][]byte, flags uint32) (peerNode string, err error) {
+	peerNode, _, err = ClientHandshakeVersion(c, node, groups, flags)
+	return peerNode, err
+}
+
+// ClientHandshakeVersion is ClientHandshake that also returns the version
+// the session speaks (the receiver's choice).
+func ClientHandshakeVersion(c *Conn, node string, groups map[string][]byte, flags uint32) (peerNode string, version uint32, err error) {
+	peerNode, err = clientHandshake(c, node, groups, flags, &version)
+	return peerNode, version, err
+}
+
+func clientHandshake(c *Conn, node string, groups map[string][]byte, flags uint32, version *uint32) (peerNode string, err error) {
 	if err := checkName("node name", node); err != nil {
 		return "", err
 	}
@@ -102,6 +114,7 @@ func ClientHandshake(c *Conn, node string, groups map[string][]byte, flags uint3
 	if err := checkName("peer node name", peer); err != nil {
 		return "", tell(c, fmt.Errorf("handshake: %w", err))
 	}
+	*version = reply.Version
 	if reply.Nonce == snonce {
 		return peer, tell(c, fmt.Errorf("handshake with %s: the peer echoed our nonce", peer))
 	}
@@ -180,7 +193,8 @@ func ServerHandshake(c *Conn, node string, authorize func(senderNode, group stri
 	}
 	keys := make(map[string][]byte, len(hello.Groups))
 	refused := make(map[string]string)
-	reply := &HelloReply{Version: Version, Node: node, Nonce: rnonce}
+	// The session speaks the highest version both sides know.
+	reply := &HelloReply{Version: min(hello.Version, Version), Node: node, Nonce: rnonce}
 	for _, g := range hello.Groups {
 		key, err := authorize(sender, g)
 		switch {
@@ -235,7 +249,11 @@ func ServerHandshake(c *Conn, node string, authorize func(senderNode, group stri
 	if !res.OK {
 		return sender, nil, 0, fmt.Errorf("handshake: %w: refused sender %s: %s", ErrAuthFailed, sender, refusalText(res.Refused))
 	}
-	return sender, hello.Groups, hello.Flags, nil
+	flags = hello.Flags
+	if reply.Version < VersionSession {
+		flags &^= FlagSession
+	}
+	return sender, hello.Groups, flags, nil
 }
 
 func checkHello(h *Hello) error {

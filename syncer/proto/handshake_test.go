@@ -158,7 +158,7 @@ func TestServerRejects(t *testing.T) {
 		want  string
 	}{
 		{"version too new", Hello{Version: 7, MinVersion: 5, Node: "alpha", Groups: []string{"web"}, Nonce: [32]byte{1}},
-			nil, "sender alpha speaks versions 5 to 7, receiver beta speaks 1 to 1"},
+			nil, fmt.Sprintf("sender alpha speaks versions 5 to 7, receiver beta speaks %d to %d", MinVersion, Version)},
 		{"no groups", Hello{Version: 1, MinVersion: 1, Node: "alpha", Nonce: [32]byte{1}}, nil, "offered no groups"},
 		{"zero nonce", Hello{Version: 1, MinVersion: 1, Node: "alpha", Groups: []string{"web"}}, nil, "all-zero nonce"},
 		{"duplicate group", Hello{Version: 1, MinVersion: 1, Node: "alpha", Groups: []string{"web", "web"}, Nonce: [32]byte{1}}, nil, "twice"},
@@ -228,8 +228,8 @@ func TestClientRejects(t *testing.T) {
 		want  string
 	}{
 		{"version", func(h *Hello) []Message {
-			return []Message{&HelloReply{Version: 2, Node: "beta", Nonce: [32]byte{2}}}
-		}, "protocol version mismatch: the peer chose version 2"},
+			return []Message{&HelloReply{Version: Version + 1, Node: "beta", Nonce: [32]byte{2}}}
+		}, fmt.Sprintf("protocol version mismatch: the peer chose version %d", Version+1)},
 		{"error", func(h *Hello) []Message {
 			return []Message{&Error{Message: "receiver beta: disk full"}}
 		}, "disk full"},

@@ -17,6 +17,13 @@
 // and Ack/Sig/BatchDone from the receiver, then Bye. Error is fatal from
 // either side. Keepalive may come from the sender at any point between
 // operations; it only counts as activity for the receiver's idle deadline.
+//
+// Version 2 adds FlagSession: the sender keeps the session open between
+// pushes (the daemon's persistent session per peer). The receiver then
+// takes its state database per batch (from the first operation after an
+// idle time to BatchDone, everything of the batch recorded and its actions
+// run) and holds nothing while the session idles, so the node's own
+// commands never wait behind an open session.
 package proto
 
 import (
@@ -28,9 +35,12 @@ import (
 // Version is the protocol version this build speaks; MinVersion the oldest
 // it still accepts.
 const (
-	Version    = 1
+	Version    = 2
 	MinVersion = 1
 )
+
+// VersionSession is the first version whose receivers honour FlagSession.
+const VersionSession = 2
 
 // Limits. Every decoder checks them; every encoder refuses to exceed them
 // (free text is truncated instead, so an error report always gets through).
@@ -52,6 +62,10 @@ const (
 	// (delta.SignatureOptions.Fast). A receiver that does not know the
 	// flag ignores it and sends SHA-256 ones, which every sender reads.
 	FlagFastSig uint32 = 1 << 1
+	// FlagSession: the session stays open between batches (version 2;
+	// a version 1 receiver ignores it, so the sender only relies on it when
+	// the session speaks version 2).
+	FlagSession uint32 = 1 << 2
 )
 
 // MsgType is the type byte of a frame.

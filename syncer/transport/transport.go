@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -277,6 +278,31 @@ func (c *Conn) keepalive() {
 				return
 			}
 		}
+	}
+}
+
+// Probe asks the server for an answer (a keepalive@openssh.com request;
+// any reply counts) and waits for it up to the connect timeout: a
+// connection that idled may be dead without either side knowing.
+func (c *Conn) Probe(ctx context.Context) error {
+	if err := c.lostErr(); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.peer.ConnectTimeout)
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() {
+		_, _, err := c.client.SendRequest("keepalive@openssh.com", true, nil)
+		errc <- err
+	}()
+	select {
+	case err := <-errc:
+		if err != nil {
+			return fmt.Errorf("peer %s (%s): connection lost: %w", c.peer.Name, hostPort(c.peer.Addr, c.peer.Port), err)
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("peer %s (%s) did not answer within %s: %w", c.peer.Name, hostPort(c.peer.Addr, c.peer.Port), c.peer.ConnectTimeout, os.ErrDeadlineExceeded)
 	}
 }
 
