@@ -3,8 +3,8 @@ package tests
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -13,31 +13,6 @@ import (
 
 	"ocf-csync/tests/cluster"
 )
-
-// sftpBackup is the group's backup-directory, on every node.
-const sftpBackup = cluster.VarDir + "/backup"
-
-// sftpConfig: node1 and node2 run ocf-csync; node3 is a receive-only slave
-// reached over SFTP (sshd's internal-sftp), with no ocf-csync binary.
-func (e *env) sftpConfig(sftpNode string, hosts string) {
-	e.t.Helper()
-	e.writeRawConfig(fmt.Sprintf(`group %s {
-	host %s;
-	key %s;
-	include %s;
-	backup-directory %s;
-	backup-generations 3;
-}
-
-ssh {
-	identity %s;
-	known-hosts %s;
-	remote-command "%s serve";
-	connect-timeout 5;
-	sftp-hosts %s;
-}
-`, groupName, hosts, keyPath, dataDir, sftpBackup, cluster.ClientKey, cluster.KnownHosts, binary, sftpNode))
-}
 
 // hideBinary makes the ocf-csync binary invisible on n: an empty tmpfs over
 // its directory in n's private mount namespace. n is then a host with sshd
@@ -84,38 +59,30 @@ func (e *env) requireSFTPSame(from, to *cluster.Node) {
 	}
 }
 
-// TestSFTPTarget: an SFTP-only slave gets a mixed tree identical by
-// manifest; a change made behind the sender's back is replaced and kept in
-// the backup directory; a symlinked directory planted there is refused; a
-// sender killed mid-copy leaves the old file or the new one; after a
-// failover the new active node pushes there too.
-func TestSFTPTarget(t *testing.T) {
-	e := newEnv(t, 3)
-	n1, n2, n3 := e.node(1), e.node(2), e.node(3)
-	e.sftpConfig(n3.Name, "node1 node2 (node3)")
-	hideBinary(t, n3)
-	os.Remove(n3.Path(cfgPath))
-	os.Remove(n3.Path(keyPath))
-
+// sftpMixedTree: a mixed tree with a 64 MiB file reaches node2 and node3
+// (helpers) and the SFTP slave node4 identical by manifest (mtimes to the
+// second there); what SFTP cannot make is reported; deletions, an update
+// and a new deep directory follow.
+func sftpMixedTree(e *env) {
+	t, n1, n4 := e.t, e.node(1), e.node(4)
 	root := n1.Path(dataDir)
 	buildTree(t, root)
 	writeRandom(t, filepath.Join(root, "big-64m"), 64<<20, 64)
 	os.Chmod(filepath.Join(root, "big-64m"), 0o640)
 	os.Lchown(filepath.Join(root, "big-64m"), uidA, gidB)
 
-	// 1. The mixed tree, and what cannot be made is reported.
 	t0 := time.Now()
 	r := e.mustSync(n1)
-	t.Logf("first sync (SFTP to node3, helper to node2) in %v: %s", time.Since(t0).Round(time.Millisecond), strings.TrimSpace(r.stdout))
-	e.requireSame("node1", manifest(t, root), 2)
-	e.requireSFTPSame(n1, n3)
+	t.Logf("mixed tree (helper to node2, node3; SFTP to node4) in %v: %s", time.Since(t0).Round(time.Millisecond), strings.TrimSpace(r.stdout))
+	e.requireSame("node1", manifest(t, root), 2, 3)
+	e.requireSFTPSame(n1, n4)
 	for _, want := range []string{"fifo cannot be made over SFTP", "symlink owner cannot be set over SFTP"} {
 		if !strings.Contains(r.stderr, want) {
 			t.Errorf("sync did not report %q:\n%s", want, r)
 		}
 	}
-	if gone(filepath.Join(n3.Path(dataDir), ".ocf-csync-tmp")) == false {
-		t.Errorf("staging directory left on node3")
+	if !gone(filepath.Join(n4.Path(dataDir), ".ocf-csync-tmp")) {
+		t.Errorf("staging directory left on node4")
 	}
 
 	// Deletions (deepest first, never recursive), an update, a new dir.
@@ -125,60 +92,86 @@ func TestSFTPTarget(t *testing.T) {
 	e.writeFile(n1, dataDir+"/owned/new/deeper/file", "new\n", 0o600)
 	e.writeFile(n1, dataDir+"/names/with space", "changed\n", 0o644)
 	e.mustSync(n1)
-	e.requireSFTPSame(n1, n3)
-	e.requireSame("node1", manifest(t, root), 2)
-
-	// 2. Changed behind the sender's back: replaced, old version kept.
-	e.writeFile(n3, dataDir+"/owned/f", "edited on node3\n", 0o640)
-	e.writeFile(n1, dataDir+"/owned/f", "v2 from node1\n", 0o640)
-	r = e.mustSync(n1)
-	if got, _ := os.ReadFile(data(n3, "owned/f")); string(got) != "v2 from node1\n" {
-		t.Errorf("node3's owned/f = %q, want node1's: a slave always loses", got)
+	e.requireSFTPSame(n1, n4)
+	e.requireSame("node1", manifest(t, root), 2, 3)
+	for _, p := range []string{"dir", "links", "plain.txt"} {
+		if !gone(data(n4, p)) {
+			t.Errorf("%s deleted on node1 is still on node4", p)
+		}
 	}
-	bk := n3.Path(filepath.Join(sftpBackup, dataDir, "owned/f"))
-	if got, err := os.ReadFile(bk); string(got) != "edited on node3\n" {
-		t.Errorf("backup of node3's edit at %s = %q, %v", bk, got, err)
+}
+
+// sftpChangedBehindBack: a file changed on the target behind the sender's
+// back is replaced (a slave loses); its old version is in the target's
+// backup directory and the sender logs it.
+func sftpChangedBehindBack(e *env) {
+	t, n1, n4 := e.t, e.node(1), e.node(4)
+	e.writeFile(n4, dataDir+"/owned/f", "edited on node4\n", 0o640)
+	e.writeFile(n1, dataDir+"/owned/f", "v2 from node1\n", 0o640)
+	r := e.mustSync(n1)
+	if got, _ := os.ReadFile(data(n4, "owned/f")); string(got) != "v2 from node1\n" {
+		t.Errorf("node4's owned/f = %q, want node1's: a slave always loses", got)
+	}
+	bk := n4.Path(filepath.Join(sftpBackup, dataDir, "owned/f"))
+	if got, err := os.ReadFile(bk); string(got) != "edited on node4\n" {
+		t.Errorf("backup of node4's edit at %s = %q, %v", bk, got, err)
 	}
 	if !strings.Contains(r.stderr, "changed behind this node's back") {
 		t.Errorf("the sender did not log the change behind its back:\n%s", r)
 	}
+	e.requireSFTPSame(n1, n4)
+}
 
-	// 3. A symlinked directory planted on the target is refused.
-	outside := n3.Path(cluster.VarDir + "/outside")
+// sftpSymlinkedDir: a symlinked directory planted on the target is
+// refused; nothing is written through it.
+func sftpSymlinkedDir(e *env) {
+	t, n1, n4 := e.t, e.node(1), e.node(4)
+	outside := n4.Path(cluster.VarDir + "/outside")
 	os.MkdirAll(outside, 0o755)
-	os.RemoveAll(data(n3, "owned/new"))
-	if err := os.Symlink(cluster.VarDir+"/outside", data(n3, "owned/new")); err != nil {
+	os.RemoveAll(data(n4, "owned/new"))
+	if err := os.Symlink(cluster.VarDir+"/outside", data(n4, "owned/new")); err != nil {
 		t.Fatal(err)
 	}
 	e.writeFile(n1, dataDir+"/owned/new/deeper/file", "through the link?\n", 0o600)
-	r = e.csync(n1, "sync")
+	r := e.csync(n1, "sync")
+	t.Logf("sync through a planted symlinked directory (exit %d):\n%s%s", r.code, r.stdout, r.stderr)
 	if r.code == 0 || !strings.Contains(r.stdout+r.stderr, "symlink") {
 		t.Errorf("sync through a planted symlinked directory did not fail with a reason:\n%s", r)
 	}
 	if ents, _ := os.ReadDir(outside); len(ents) != 0 {
-		t.Errorf("ocf-csync wrote through the symlink on node3: %v", ents)
+		t.Errorf("ocf-csync wrote through the symlink on node4: %v", ents)
 	}
-	os.Remove(data(n3, "owned/new"))
+	if target, err := os.Readlink(data(n4, "owned/new")); err != nil || target != cluster.VarDir+"/outside" {
+		t.Errorf("the planted symlink was changed: %q %v", target, err)
+	}
+	os.Remove(data(n4, "owned/new"))
 	e.mustSync(n1)
-	e.requireSFTPSame(n1, n3)
+	e.requireSFTPSame(n1, n4)
+}
 
-	// 4. kill -9 of the sender mid-copy: the old file or the new one. The
-	// link to node3 is slowed so that the copy is surely under way.
-	big := data(n3, "big-64m")
+// sftpKillMidCopy: kill -9 of the sender mid-copy leaves the old file or
+// the new one under the real name, never a part; the next sync brings the
+// new one and clears the staging directory.
+func sftpKillMidCopy(e *env) {
+	t, n1, n4 := e.t, e.node(1), e.node(4)
+	root := n1.Path(dataDir)
+	big := data(n4, "big-64m")
 	oldSum := mustSHA256(t, big)
 	writeRandom(t, filepath.Join(root, "big-64m"), 64<<20, 65)
 	newSum := mustSHA256(t, filepath.Join(root, "big-64m"))
+	// The link is slowed so that the copy is surely under way at the kill.
 	shape(t, n1, "50mbit")
+	defer shape(t, n1, "")
 	ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
 	defer cancel()
-	cmd := e.csyncCmd(ctx, n1, "sync", "--peer", n3.Name)
+	cmd := e.csyncCmd(ctx, n1, "sync", "--peer", n4.Name)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	staging := filepath.Join(n3.Path(dataDir), ".ocf-csync-tmp")
-	waitFor(t, 60*time.Second, "a temp file of 1 MiB in node3's staging directory", func() bool {
+	staging := filepath.Join(n4.Path(dataDir), ".ocf-csync-tmp")
+	waitFor(t, 60*time.Second, "a temp file of 1 MiB in node4's staging directory", func() bool {
 		ents, _ := os.ReadDir(staging)
 		for _, en := range ents {
 			if fi, err := en.Info(); err == nil && fi.Size() > 1<<20 {
@@ -190,9 +183,9 @@ func TestSFTPTarget(t *testing.T) {
 	cmd.Process.Signal(syscall.SIGKILL)
 	cmd.Wait()
 	if sum := mustSHA256(t, big); sum != oldSum && sum != newSum {
-		t.Fatalf("after kill -9 mid-copy node3's file is neither the old nor the new version")
+		t.Fatalf("after kill -9 mid-copy node4's file is neither the old nor the new version")
 	} else {
-		t.Logf("after kill -9 mid-copy node3 has the %s version; sender output: %s", map[bool]string{true: "old", false: "new"}[sum == oldSum], strings.TrimSpace(out.String()))
+		t.Logf("after kill -9 mid-copy node4 has the %s version; sender output: %s", map[bool]string{true: "old", false: "new"}[sum == oldSum], strings.TrimSpace(out.String()))
 	}
 	shape(t, n1, "")
 	e.mustSync(n1)
@@ -200,21 +193,70 @@ func TestSFTPTarget(t *testing.T) {
 		t.Errorf("the sync after the kill did not bring the new version")
 	}
 	if !gone(staging) {
-		t.Errorf("the killed run's staging directory is still on node3")
+		t.Errorf("the killed run's staging directory is still on node4")
 	}
-	e.requireSFTPSame(n1, n3)
+	e.requireSFTPSame(n1, n4)
+}
 
-	// 5. Failover: node1 fails after pushing a change to node2 only; node2
-	// becomes active (epoch 2) and pushes that change and its own to node3.
-	e.writeFile(n1, dataDir+"/late.txt", "node1 pushed it to node2 only\n", 0o644)
-	e.mustSync(n1, "--peer", n2.Name)
-	e.writeFile(n2, dataDir+"/from-node2.txt", "node2 after takeover\n", 0o644)
-	e.startDaemon(n2)
-	for p, want := range map[string]string{"late.txt": "node1 pushed it to node2 only\n", "from-node2.txt": "node2 after takeover\n"} {
-		if got, err := os.ReadFile(data(n3, p)); string(got) != want {
-			t.Errorf("after failover node3's %s = %q (%v), want %q", p, got, err, want)
+// sftpFailover: node1's daemon is active and pushes a change to node2 and
+// node3 while node4 is cut off, then dies (kill -9); node2 takes over and
+// pushes that change and its own to node4.
+func sftpFailover(e *env) {
+	t, n1, n2, n3, n4 := e.t, e.node(1), e.node(2), e.node(3), e.node(4)
+	d1, _ := e.daemon(n1)
+	if err := n4.SetLink(false); err != nil {
+		t.Fatal(err)
+	}
+	linkUp := func() {
+		if err := n4.SetLink(true); err != nil {
+			t.Error(err)
 		}
 	}
+	defer func() {
+		if t.Failed() {
+			linkUp()
+		}
+	}()
+	e.writeFile(n1, dataDir+"/late.txt", "node1 pushed it to node2 and node3 only\n", 0o644)
+	waitFor(t, 90*time.Second, "node1's daemon to push late.txt to node2 and node3", func() bool {
+		a, _ := os.ReadFile(data(n2, "late.txt"))
+		b, _ := os.ReadFile(data(n3, "late.txt"))
+		return len(a) > 0 && string(a) == string(b)
+	})
+	d1.Process.Signal(syscall.SIGKILL)
+	d1.Wait()
+	linkUp()
+	if !gone(data(n4, "late.txt")) {
+		t.Fatalf("node4 got late.txt while cut off: the scenario proves nothing")
+	}
+
+	e.writeFile(n2, dataDir+"/from-node2.txt", "node2 after takeover\n", 0o644)
+	_, logs := e.daemon(n2)
+	waitFor(t, 120*time.Second, "node2's daemon to push late.txt and from-node2.txt to node4", func() bool {
+		a, _ := os.ReadFile(data(n4, "late.txt"))
+		b, _ := os.ReadFile(data(n4, "from-node2.txt"))
+		return string(a) == "node1 pushed it to node2 and node3 only\n" && string(b) == "node2 after takeover\n"
+	})
+	if log, _ := os.ReadFile(n4.SSHDLog()); !bytes.Contains(log, []byte("Accepted publickey for root from "+n2.Addr)) {
+		t.Errorf("node4 was not reached from node2")
+	}
+	waitFor(t, 60*time.Second, "from-node2.txt on node3", func() bool { return !gone(data(n3, "from-node2.txt")) })
+	e.requireSFTPSame(n2, n4)
+	t.Logf("node2's daemon after the takeover:\n%s", logs)
+}
+
+// daemon starts `ocf-csync daemon` on n (without a cluster IP every node
+// is active: it takes the next epoch) and stops it at the end of the test.
+func (e *env) daemon(n *cluster.Node) (*exec.Cmd, *syncBuffer) {
+	e.t.Helper()
+	cmd := e.csyncCmd(context.Background(), n, "daemon", "--status-file", "/run/ocf-csync-test.status", "--rescan-interval", "600")
+	logs := &syncBuffer{}
+	cmd.Stderr = logs
+	if err := cmd.Start(); err != nil {
+		e.t.Fatalf("start daemon on %s: %v", n.Name, err)
+	}
+	e.t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	return cmd, logs
 }
 
 // shape limits n's outgoing and incoming rate (tbf on eth0); "" removes it.
@@ -237,6 +279,6 @@ func waitFor(t *testing.T, within time.Duration, what string, ok func() bool) {
 		if time.Now().After(deadline) {
 			t.Fatalf("gave up waiting for %s after %v", what, within)
 		}
-		time.Sleep(5 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond)
 	}
 }
