@@ -256,7 +256,18 @@ func initAgain(e *env) {
 	t, n1 := e.t, e.node(1)
 	before := withMtimes(n1, append(made, stateDirIn)...)
 	aks := e.everyAuthorizedKeys()
-	r := e.csync(n1, e.initArgs()...)
+	// A fingerprint that contradicts a recorded key is refused too.
+	args := e.initArgs()
+	for i, a := range args {
+		if strings.HasPrefix(a, "node3=") {
+			args[i] = "node3=" + e.c.HostKeyFingerprint(2)
+		}
+	}
+	r := e.csync(n1, args...)
+	if r.code == 0 || !strings.Contains(r.stderr, "refused") {
+		t.Errorf("init with node2's fingerprint given for the recorded node3 was not refused:\n%s", r)
+	}
+	r = e.csync(n1, e.initArgs()...)
 	if r.code != 0 || !strings.Contains(r.stdout, "nothing to do") || strings.Contains(r.stdout, "created") || strings.Contains(r.stdout, "installed") {
 		t.Errorf("second init:\n%s", r)
 	}
@@ -360,11 +371,11 @@ func firstSync(e *env, identityFP string) {
 		before := logins(nd)
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		marker := dataDir + "/pin-broken"
-		_, _, _ = n1.Run(ctx, "ssh", "-n", "-i", cluster.ClientKey, "-o", "BatchMode=yes", "-o", "UserKnownHostsFile="+cluster.KnownHosts,
-			"-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=5", "root@"+nd.Addr, "touch", marker)
+		_, stderr, err := n1.Run(ctx, "ssh", "-n", "-i", cluster.ClientKey, "-o", "BatchMode=yes", "-o", "UserKnownHostsFile="+cluster.KnownHosts,
+			"-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=5", "root@"+nd.Name, "touch", marker)
 		cancel()
 		if logins(nd) != before+1 {
-			t.Errorf("the shell login with the cluster identity was not let in on %s: the pin check proves nothing", nd.Name)
+			t.Errorf("the shell login with the cluster identity was not let in on %s: the pin check proves nothing (%v: %s)", nd.Name, err, stderr)
 		}
 		if !gone(nd.Path(marker)) {
 			t.Errorf("the cluster identity ran a shell command on %s: its authorized_keys line does not pin it", nd.Name)

@@ -226,6 +226,13 @@ func checkHostKeys(ctx context.Context, o InitOptions, hosts []config.Host) ([]h
 		}
 		fp := ssh.FingerprintSHA256(key)
 		k := hostKey{host: h, key: key}
+		want, given := o.Fingerprints[h.Name]
+		if given && want != fp {
+			// Also when the key is recorded already: the admin expects
+			// another key than the host offers, which needs looking into.
+			return nil, fmt.Errorf("host %s (%s) offers %s key %s, not the %s given with --fingerprint: refused; check the host's key (on %s: ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub)",
+				h.Name, h.Addr, key.Type(), fp, want, h.Name)
+		}
 		if len(known) > 0 {
 			for _, kk := range known {
 				if string(kk.Marshal()) == string(key.Marshal()) {
@@ -239,11 +246,7 @@ func checkHostKeys(ctx context.Context, o InitOptions, hosts []config.Host) ([]h
 			out = append(out, k)
 			continue
 		}
-		want, given := o.Fingerprints[h.Name]
 		switch {
-		case given && want != fp:
-			return nil, fmt.Errorf("host %s (%s) offers %s key %s, not the %s given with --fingerprint: refused; check the host's key (on %s: ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub)",
-				h.Name, h.Addr, key.Type(), fp, want, h.Name)
 		case given:
 			k.how = "fingerprint given"
 		case o.AcceptNew:
