@@ -369,7 +369,9 @@ func firstSync(e *env, identityFP string) {
 	}
 	for _, nd := range []*cluster.Node{e.node(2), e.node(4)} {
 		before := logins(nd)
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		// A forced serve waits for its handshake: the marker and the login
+		// count tell, not the exit.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		marker := dataDir + "/pin-broken"
 		_, stderr, err := n1.Run(ctx, "ssh", "-n", "-i", cluster.ClientKey, "-o", "BatchMode=yes", "-o", "UserKnownHostsFile="+cluster.KnownHosts,
 			"-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=5", "root@"+nd.Name, "touch", marker)

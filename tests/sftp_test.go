@@ -91,9 +91,9 @@ func sftpMixedTree(e *env) {
 	}
 	e.writeFile(n1, dataDir+"/owned/new/deeper/file", "new\n", 0o600)
 	e.writeFile(n1, dataDir+"/names/with space", "changed\n", 0o644)
-	e.mustSync(n1)
+	// node4 only from here on (the helpers catch up before the failover).
+	e.mustSync(n1, "--peer", n4.Name)
 	e.requireSFTPSame(n1, n4)
-	e.requireSame("node1", manifest(t, root), 2, 3)
 	for _, p := range []string{"dir", "links", "plain.txt"} {
 		if !gone(data(n4, p)) {
 			t.Errorf("%s deleted on node1 is still on node4", p)
@@ -108,7 +108,7 @@ func sftpChangedBehindBack(e *env) {
 	t, n1, n4 := e.t, e.node(1), e.node(4)
 	e.writeFile(n4, dataDir+"/owned/f", "edited on node4\n", 0o640)
 	e.writeFile(n1, dataDir+"/owned/f", "v2 from node1\n", 0o640)
-	r := e.mustSync(n1)
+	r := e.mustSync(n1, "--peer", n4.Name)
 	if got, _ := os.ReadFile(data(n4, "owned/f")); string(got) != "v2 from node1\n" {
 		t.Errorf("node4's owned/f = %q, want node1's: a slave always loses", got)
 	}
@@ -133,7 +133,7 @@ func sftpSymlinkedDir(e *env) {
 		t.Fatal(err)
 	}
 	e.writeFile(n1, dataDir+"/owned/new/deeper/file", "through the link?\n", 0o600)
-	r := e.csync(n1, "sync")
+	r := e.csync(n1, "sync", "--peer", n4.Name)
 	t.Logf("sync through a planted symlinked directory (exit %d):\n%s%s", r.code, r.stdout, r.stderr)
 	if r.code == 0 || !strings.Contains(r.stdout+r.stderr, "symlink") {
 		t.Errorf("sync through a planted symlinked directory did not fail with a reason:\n%s", r)
@@ -145,7 +145,7 @@ func sftpSymlinkedDir(e *env) {
 		t.Errorf("the planted symlink was changed: %q %v", target, err)
 	}
 	os.Remove(data(n4, "owned/new"))
-	e.mustSync(n1)
+	e.mustSync(n1, "--peer", n4.Name)
 	e.requireSFTPSame(n1, n4)
 }
 
@@ -188,7 +188,8 @@ func sftpKillMidCopy(e *env) {
 		t.Logf("after kill -9 mid-copy node4 has the %s version; sender output: %s", map[bool]string{true: "old", false: "new"}[sum == oldSum], strings.TrimSpace(out.String()))
 	}
 	shape(t, n1, "")
-	e.mustSync(n1)
+	r := e.mustSync(n1) // the helpers catch up too
+	t.Logf("sync after the kill: %s", strings.TrimSpace(r.stdout))
 	if sum := mustSHA256(t, big); sum != newSum {
 		t.Errorf("the sync after the kill did not bring the new version")
 	}
@@ -196,6 +197,7 @@ func sftpKillMidCopy(e *env) {
 		t.Errorf("the killed run's staging directory is still on node4")
 	}
 	e.requireSFTPSame(n1, n4)
+	e.requireSame("node1", manifest(t, root), 2, 3)
 }
 
 // sftpFailover: node1's daemon is active and pushes a change to node2 and
@@ -218,7 +220,7 @@ func sftpFailover(e *env) {
 		}
 	}()
 	e.writeFile(n1, dataDir+"/late.txt", "node1 pushed it to node2 and node3 only\n", 0o644)
-	waitFor(t, 90*time.Second, "node1's daemon to push late.txt to node2 and node3", func() bool {
+	waitFor(t, 180*time.Second, "node1's daemon to push late.txt to node2 and node3", func() bool {
 		a, _ := os.ReadFile(data(n2, "late.txt"))
 		b, _ := os.ReadFile(data(n3, "late.txt"))
 		return len(a) > 0 && string(a) == string(b)
@@ -232,7 +234,12 @@ func sftpFailover(e *env) {
 
 	e.writeFile(n2, dataDir+"/from-node2.txt", "node2 after takeover\n", 0o644)
 	_, logs := e.daemon(n2)
-	waitFor(t, 120*time.Second, "node2's daemon to push late.txt and from-node2.txt to node4", func() bool {
+	defer func() {
+		if t.Failed() {
+			t.Logf("node2's daemon:\n%s", logs)
+		}
+	}()
+	waitFor(t, 240*time.Second, "node2's daemon to push late.txt and from-node2.txt to node4", func() bool {
 		a, _ := os.ReadFile(data(n4, "late.txt"))
 		b, _ := os.ReadFile(data(n4, "from-node2.txt"))
 		return string(a) == "node1 pushed it to node2 and node3 only\n" && string(b) == "node2 after takeover\n"
@@ -242,7 +249,6 @@ func sftpFailover(e *env) {
 	}
 	waitFor(t, 60*time.Second, "from-node2.txt on node3", func() bool { return !gone(data(n3, "from-node2.txt")) })
 	e.requireSFTPSame(n2, n4)
-	t.Logf("node2's daemon after the takeover:\n%s", logs)
 }
 
 // daemon starts `ocf-csync daemon` on n (without a cluster IP every node
