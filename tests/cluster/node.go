@@ -31,6 +31,7 @@ func (n *Node) startHolder(ctx context.Context) error {
 		fmt.Fprintf(&script, "mount --bind %s %s\n", shellQuote(filepath.Join(n.Dir, b.sub)), b.inNode)
 	}
 	fmt.Fprintf(&script, "mount --bind %s /etc/hosts\n", shellQuote(filepath.Join(n.Dir, "hosts")))
+	script.WriteString(netns.HideHostBashrc)
 	fmt.Fprintf(&script, "hostname %s\n", n.Name)
 	script.WriteString("echo ready\nexec sleep infinity </dev/null >/dev/null 2>&1\n")
 

@@ -130,3 +130,10 @@ func (h *HostMounts) Release() (last bool, err error) {
 	}
 	return true, nil
 }
+
+// HideHostBashrc is a line of a holder script that hides the host's
+// /root/.bashrc inside the node's mount namespace. sshd runs every command
+// through `bash -c`, and Debian's bash then sources ~/.bashrc: a slow or
+// locked rc file on the host (a pyenv rehash lock left by a killed shell
+// made every session wait 60 s) must not slow every session of a node.
+const HideHostBashrc = "if [ -f /root/.bashrc ]; then mount --bind /dev/null /root/.bashrc; fi\n"

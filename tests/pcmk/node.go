@@ -67,6 +67,7 @@ func (n *Node) startHolder(ctx context.Context) error {
 	if n.c.opts.SSHD {
 		fmt.Fprintf(&s, "mount --bind %s /etc/hosts\n", shellQuote(filepath.Join(n.Dir, "hosts")))
 	}
+	s.WriteString(netns.HideHostBashrc)
 	s.WriteString(`mount -t tmpfs -o mode=755 tmpfs /run
 mkdir -p /run/crm /run/resource-agents /run/lock /run/sshd
 chown hacluster:haclient /run/crm
