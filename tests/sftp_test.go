@@ -248,6 +248,11 @@ func sftpFailover(e *env) {
 		t.Errorf("node4 was not reached from node2")
 	}
 	waitFor(t, 60*time.Second, "from-node2.txt on node3", func() bool { return !gone(data(n3, "from-node2.txt")) })
+	// The files are there before the push ends: its staging directory and
+	// the root's mtime follow.
+	waitFor(t, 60*time.Second, "node2's push to node4 to finish", func() bool {
+		return diffManifests(n2.Name, sftpManifest(t, n2.Path(dataDir)), n4.Name, sftpManifest(t, n4.Path(dataDir))) == ""
+	})
 	e.requireSFTPSame(n2, n4)
 }
 
