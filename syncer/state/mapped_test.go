@@ -11,7 +11,7 @@ import (
 )
 
 // fillTables writes n file records and closes the store, so the data is in
-// tables (CompactL0OnClose), and returns the paths written.
+// tables (Close flushes the memtables), and returns the paths written.
 func fillTables(t *testing.T, dir string, n int) []string {
 	t.Helper()
 	s := openT(t, dir)

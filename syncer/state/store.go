@@ -230,7 +230,7 @@ func badgerOptions(dir string, readOnly bool, log *slog.Logger) badger.Options {
 		WithIndexCacheSize(2 << 20).
 		WithNumCompactors(2).
 		WithNumGoroutines(2).
-		WithCompactL0OnClose(!readOnly).
+		WithCompactL0OnClose(false). // a compaction at close was the D1 sender's RSS peak; the next open compacts L0 in the background
 		WithMetricsEnabled(false).
 		WithCompression(options.None). // records hold sha256es; compression buffers cost RAM
 		WithDetectConflicts(false).    // blind writes; read-modify-write holds Store.mu

@@ -63,7 +63,7 @@ func TestSmallNodeOptions(t *testing.T) {
 	if o.MemTableSize != 2<<20 || o.TableSizeMultiplier != 1 || o.NumMemtables != 2 || o.NumLevelZeroTables != 2 ||
 		o.NumLevelZeroTablesStall != 4 || o.BaseTableSize != 1<<20 || o.BaseLevelSize != 4<<20 ||
 		o.ValueLogFileSize != 16<<20 || o.BlockCacheSize != 4<<20 || o.IndexCacheSize != 2<<20 ||
-		o.NumCompactors != 2 || o.NumGoroutines != 2 || !o.CompactL0OnClose || o.MetricsEnabled {
+		o.NumCompactors != 2 || o.NumGoroutines != 2 || o.CompactL0OnClose || o.MetricsEnabled {
 		t.Errorf("options differ from the small-node table: %+v", o)
 	}
 	if o.ValueThreshold != 64<<10 || float64(o.ValueThreshold) > 0.15*float64(o.MemTableSize) {
