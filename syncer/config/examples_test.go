@@ -8,22 +8,9 @@ import (
 	"testing"
 )
 
-// examplesDir holds csync2 configs taken from its manual and from how-tos;
-// /work/shared sits beside the main checkout, and two levels above a worktree
-// in /work/wt/NAME.
-var examplesDir = findExamples()
-
-func findExamples() string {
-	const rel = "shared/examples/csync2-configs"
-	up := "../../../"
-	for range 3 {
-		if m, _ := filepath.Glob(filepath.Join(up, rel, "*.cfg")); len(m) > 0 {
-			return filepath.Join(up, rel)
-		}
-		up += "../"
-	}
-	return "../../../" + rel
-}
+// examplesDir holds csync2 configs taken from its manual and from how-tos
+// (a copy of shared/examples/csync2-configs, so a fresh clone tests alone).
+const examplesDir = "testdata/csync2-configs"
 
 func loadExample(t *testing.T, name string) *Config {
 	t.Helper()
