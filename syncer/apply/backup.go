@@ -26,11 +26,7 @@ import (
 // Backups keep owner, mode and mtime; directories are not backed up; the
 // directories under dir are created 0700.
 func BackupPath(dir, path string, gen int) string {
-	p := filepath.Join(dir, path)
-	if gen <= 1 {
-		return p
-	}
-	return p + "." + strconv.Itoa(gen-1)
+	return genName(filepath.Join(dir, path), gen)
 }
 
 // genName is the name of generation gen of base in its backup directory.
