@@ -46,6 +46,9 @@ type Options struct {
 	// file may be empty or partial on file systems that do not flush data
 	// before a replacing rename (ext4 with auto_da_alloc does; XFS does not).
 	DeferSync bool
+	// CacheDir keeps the last parent directory open between calls (see
+	// dircache.go). For one writer that calls Sync after every batch.
+	CacheDir bool
 }
 
 // Backup configures csync2's backup-directory and backup-generations. It is
@@ -67,6 +70,7 @@ type Target struct {
 
 	mu      sync.Mutex
 	pending map[uint64]int // DeferSync: one open directory per file system to syncfs
+	dir     *sharedDir     // CacheDir: the last parent directory
 }
 
 // New returns a Target. The process umask is read once, from /proc, because
@@ -144,7 +148,7 @@ func (t *Target) Check(path string) error {
 		return err
 	}
 	dir, base := filepath.Split(path)
-	d, missing, err := walk(path, filepath.Clean(dir), true)
+	d, missing, err := t.openDir(path, filepath.Clean(dir), true)
 	if err != nil {
 		return err
 	}
@@ -161,13 +165,18 @@ func (t *Target) Check(path string) error {
 
 // dirHandle is an open directory (O_RDONLY, usable for fsync and *at calls).
 type dirHandle struct {
-	fd   int
-	path string
+	fd    int
+	path  string
+	share *sharedDir // borrowed from or given to Target's cache
 }
 
 func (d *dirHandle) close() {
 	if d != nil && d.fd >= 0 {
-		unix.Close(d.fd)
+		if d.share != nil {
+			d.share.release()
+		} else {
+			unix.Close(d.fd)
+		}
 		d.fd = -1
 	}
 }
@@ -359,6 +368,7 @@ func (t *Target) syncDir(d *dirHandle) error {
 // Sync flushes every file system written to since the last Sync (syncfs),
 // making a DeferSync batch durable. Without DeferSync it has nothing to do.
 func (t *Target) Sync() error {
+	t.forget()
 	t.mu.Lock()
 	pending := t.pending
 	t.pending = nil

@@ -237,7 +237,7 @@ func (t *Target) Link(path, existing string, rec state.FileRecord) error {
 // deepest first). Nothing there is success. A non-empty directory is an
 // ErrNotEmpty error that names what is left.
 func (t *Target) Delete(path string) error {
-	d, base, err := parent(path)
+	d, base, err := t.parent(path)
 	if err != nil {
 		if isNotExist(err) {
 			return t.allowed(path, false)
@@ -283,6 +283,7 @@ func (t *Target) removeNonDir(d *dirHandle, base, path string, cur state.FileRec
 
 // rmdir removes an empty directory; otherwise it reports what is left.
 func (t *Target) rmdir(d *dirHandle, base, path string) error {
+	t.forget() // it may be the cached directory, or hold it
 	err := unix.Unlinkat(d.fd, base, unix.AT_REMOVEDIR)
 	if err == nil || err == unix.ENOENT {
 		return nil
@@ -313,7 +314,7 @@ func (t *Target) MkdirParents(path string) error {
 		return err
 	}
 	dir := filepath.Dir(path)
-	d, missing, err := walk(path, dir, true)
+	d, missing, err := t.openDir(path, dir, true)
 	if err != nil {
 		return err
 	}
@@ -373,7 +374,7 @@ func walkFrom(d *dirHandle, c, orig string) (*dirHandle, bool, error) {
 // replaced, checks the path is allowed, and describes what is there now
 // (nil when nothing is). The caller closes d.
 func (t *Target) openReplace(path string) (d *dirHandle, base string, old *state.FileRecord, err error) {
-	d, base, err = parent(path)
+	d, base, err = t.parent(path)
 	if err != nil {
 		return nil, "", nil, err
 	}

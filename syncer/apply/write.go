@@ -107,12 +107,25 @@ func (t *Target) WriteFileExpect(path string, rec state.FileRecord, fill func(w 
 	if err != nil {
 		return err
 	}
-	defer d.close()
+	defer func() { d.close() }()
 	td, own := t.tempDir(d)
+	f, tmp, err := createTemp(td, base)
+	if err != nil && d.share != nil && !own && errors.Is(err, unix.ENOENT) {
+		// The cached directory was removed since: walk to it again.
+		t.forget()
+		d.close()
+		if err := t.MkdirParents(path); err != nil {
+			return err
+		}
+		if d, base, old, err = t.openReplace(path); err != nil {
+			return err
+		}
+		td = d
+		f, tmp, err = createTemp(td, base)
+	}
 	if own {
 		defer td.close()
 	}
-	f, tmp, err := createTemp(td, base)
 	if err != nil {
 		return writeErr(path, err)
 	}

@@ -89,19 +89,22 @@ type receiver struct {
 	// noneDirtyBack: this node had nothing dirty toward the sender when the
 	// session took the state db (which it holds until release).
 	noneDirtyBack bool
-	copyBuf       []byte     // reused by every whole-file copy
-	sigs          *sigWorker // answers SigRequests (lazily started)
-	fastSig       bool       // the sender reads XXH3 signatures
-	batch         *state.Batch
-	pending       actionQueue                 // actions of changes not yet acknowledged
-	queued        []state.QueuedAction        // actions stored durably, run at EndBatch
-	conflicts     map[string]bool             // recorded conflicts with the sender (lazy)
-	dirMtimes     map[string]dirTouch         // dirs we changed, with their mtime before
-	dirWant       map[string]state.FileRecord // directory metadata the sender sent
-	roots         map[string]*rootVerdict     // include roots judged in this session
-	canWrite      bool                        // the store took writes when the first op came
-	unclean       bool                        // an earlier owner of the db died (state.Unclean)
-	batches       int                         // EndBatch requests answered
+	// noBases: no base with the sender was recorded when the session took
+	// the state db, so agreedBefore has nothing to find.
+	noBases   bool
+	copyBuf   []byte     // reused by every whole-file copy
+	sigs      *sigWorker // answers SigRequests (lazily started)
+	fastSig   bool       // the sender reads XXH3 signatures
+	batch     *state.Batch
+	pending   actionQueue                 // actions of changes not yet acknowledged
+	queued    []state.QueuedAction        // actions stored durably, run at EndBatch
+	conflicts map[string]bool             // recorded conflicts with the sender (lazy)
+	dirMtimes map[string]dirTouch         // dirs we changed, with their mtime before
+	dirWant   map[string]state.FileRecord // directory metadata the sender sent
+	roots     map[string]*rootVerdict     // include roots judged in this session
+	canWrite  bool                        // the store took writes when the first op came
+	unclean   bool                        // an earlier owner of the db died (state.Unclean)
+	batches   int                         // EndBatch requests answered
 	// session: the sender keeps the session open between batches
 	// (FlagSession); the state db is taken per batch (take, release).
 	session bool
@@ -262,6 +265,11 @@ func (r *receiver) take(ctx context.Context) error {
 	if peers, err := st.DirtyPeers(); err == nil && !slices.Contains(peers, r.sender) {
 		r.noneDirtyBack = true
 	}
+	// No base with the sender: nothing was agreed before, and a read per
+	// received file (a tenth of a new node's receive time) is skipped.
+	if has, err := st.HasBases(r.sender); err == nil {
+		r.noBases = !has
+	}
 	// Actions a crashed run left behind run with this session's.
 	if err := st.Actions(func(a state.QueuedAction) error {
 		r.queued = append(r.queued, a)
@@ -310,7 +318,7 @@ func (r *receiver) release(loopErr error) error {
 		r.owned = false
 	}
 	r.o.Store = nil
-	r.unclean, r.noneDirtyBack, r.canWrite, r.batches = false, false, false, 0
+	r.unclean, r.noneDirtyBack, r.noBases, r.canWrite, r.batches = false, false, false, false, 0
 	r.conflicts, r.roots = nil, map[string]*rootVerdict{}
 	r.targets = map[string]*apply.Target{}
 	return err
@@ -477,6 +485,7 @@ func (r *receiver) target(g *config.GroupView) *apply.Target {
 		Backup:    apply.Backup{Dir: g.BackupDir, Generations: g.BackupGenerations},
 		Logger:    r.log,
 		DeferSync: true,
+		CacheDir:  true,
 	})
 	r.targets[g.Name] = t
 	return t
@@ -564,6 +573,9 @@ func addsData(k proto.OpKind) bool {
 // agreedBefore reports whether rec is the version this node last agreed on
 // with the sender for path.
 func (r *receiver) agreedBefore(path string, rec *state.FileRecord) bool {
+	if r.noBases {
+		return false
+	}
 	b, ok, err := r.o.Store.GetBase(r.sender, path)
 	return err == nil && ok && b.Kind != state.KindNone && b.SameContent(rec)
 }

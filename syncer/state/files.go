@@ -127,6 +127,23 @@ func (s *Store) GetBase(peer, path string) (FileRecord, bool, error) {
 	return s.getRecord(pairKey(pfxBase, peer, path), path)
 }
 
+// HasBases reports whether any base is recorded with peer (one seek).
+func (s *Store) HasBases(peer string) (bool, error) {
+	if err := checkName("peer", peer); err != nil {
+		return false, fmt.Errorf("state db bases: %w", err)
+	}
+	pfx := peerPrefix(pfxBase, peer)
+	found := false
+	err := s.view(func(txn *badger.Txn, _ *guard) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: pfx})
+		defer it.Close()
+		it.Seek(pfx)
+		found = it.ValidForPrefix(pfx)
+		return nil
+	})
+	return found, err
+}
+
 // Dirty calls fn for every path dirty for peer, sorted by path bytes.
 func (s *Store) Dirty(peer string, fn func(path string, d DirtyRecord) error) error {
 	if err := checkName("peer", peer); err != nil {

@@ -88,7 +88,8 @@ type open struct {
 	gcDone    chan struct{}
 	gcMu      sync.Mutex // serialises value-log GC with Reset
 	gcRuns    atomic.Int64
-	mu        sync.Mutex // serialises read-modify-write updates (action seq)
+	mu        sync.Mutex   // serialises read-modify-write updates (action seq)
+	roomOK    atomic.Int64 // unix ns of the last Room that found plenty of space
 
 	relMu   sync.Mutex // serialises ReleaseMapped
 	relStop chan struct{}
@@ -613,6 +614,14 @@ func (s *Store) Reset() (err error) {
 }
 
 func (s *Store) writable() error {
+	if err := s.writableMode(); err != nil {
+		return err
+	}
+	return s.spaceCheck(MinFree / 4)
+}
+
+// writableMode is writable without the space check.
+func (s *Store) writableMode() error {
 	if s.closed.Load() {
 		return ErrClosed
 	}
@@ -622,7 +631,7 @@ func (s *Store) writable() error {
 	if s.readOnly {
 		return &dbError{ErrReadOnly, fmt.Sprintf("state db %q is open read-only", s.dir)}
 	}
-	return s.spaceCheck(MinFree / 4)
+	return nil
 }
 
 // Writable says why nothing can be written to the store now (closed,
@@ -634,12 +643,34 @@ func (s *Store) Writable() error { return s.writable() }
 // Room says why no new work should start that adds to the disk the store
 // is on (its file system has less than MinFree), or nil: a receiver stops
 // applying files there while it can still record what it applied.
+//
+// A receiver asks before every file; statfs then cost 7% of its CPU on 100k
+// small files. While the last answer left plenty of room (roomSlack above
+// MinFree) and is younger than roomFresh, it stands: even at 1 GiB/s the
+// file system cannot lose roomSlack in that time, and the quarter of
+// MinFree kept as the last reserve is checked on every durable write anyway.
 func (s *Store) Room() error {
-	if err := s.writable(); err != nil {
+	if err := s.writableMode(); err != nil {
 		return err
 	}
+	now := time.Now().UnixNano()
+	if last := s.roomOK.Load(); last != 0 && now-last < int64(roomFresh) {
+		return nil
+	}
+	free, err := s.freeSpace()
+	if err != nil || free >= MinFree+roomSlack {
+		s.roomOK.Store(now)
+		return nil
+	}
+	s.roomOK.Store(0)
 	return s.spaceCheck(MinFree)
 }
+
+// roomFresh and roomSlack bound how long a generous Room answer is reused.
+const (
+	roomFresh = 100 * time.Millisecond
+	roomSlack = 256 << 20
+)
 
 // MinFree is the free space the state DB's file system must keep for new
 // work; a quarter of it is the reserve for recording work in progress,
@@ -653,13 +684,9 @@ var MinFree uint64 = 32 << 20
 // spaceCheck fails when the DB's file system has less than min left (what
 // root may use: root writes into the reserved blocks).
 func (s *Store) spaceCheck(min uint64) error {
-	var st unix.Statfs_t
-	if err := unix.Statfs(s.dir, &st); err != nil {
+	free, err := s.freeSpace()
+	if err != nil {
 		return nil // cannot tell: badger reports real failures
-	}
-	free := st.Bavail * uint64(st.Bsize)
-	if os.Geteuid() == 0 {
-		free = st.Bfree * uint64(st.Bsize)
 	}
 	if free >= min {
 		return nil
@@ -667,6 +694,18 @@ func (s *Store) spaceCheck(min uint64) error {
 	return &dbError{ErrNoSpace, fmt.Sprintf(
 		"state db %q: its file system is too full (%d KiB free; %d MiB are kept free so that the state db can be written safely); "+
 			"free space there, then retry", s.dir, free>>10, min>>20)}
+}
+
+// freeSpace is what the DB's file system has left for this process.
+func (s *Store) freeSpace() (uint64, error) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(s.dir, &st); err != nil {
+		return 0, err
+	}
+	if os.Geteuid() == 0 {
+		return st.Bfree * uint64(st.Bsize), nil
+	}
+	return st.Bavail * uint64(st.Bsize), nil
 }
 
 func (s *Store) gcLoop() {
