@@ -56,20 +56,17 @@ func (t *Target) keep(d *dirHandle) {
 	s := &sharedDir{fd: d.fd, path: d.path}
 	s.refs.Store(2)
 	d.share = s
-	t.mu.Lock()
-	old := t.dir
-	t.dir = s
-	t.mu.Unlock()
-	if old != nil {
-		old.release()
-	}
+	t.setDir(s)
 }
 
 // forget drops the cached directory.
-func (t *Target) forget() {
+func (t *Target) forget() { t.setDir(nil) }
+
+// setDir replaces the cached directory, letting go of the old one.
+func (t *Target) setDir(s *sharedDir) {
 	t.mu.Lock()
 	old := t.dir
-	t.dir = nil
+	t.dir = s
 	t.mu.Unlock()
 	if old != nil {
 		old.release()
