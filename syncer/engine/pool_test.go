@@ -88,6 +88,14 @@ func (r *poolRig) connect(ctx context.Context, h config.Host) (Channel, error) {
 	return &breakable{ch, r.breaks[h.Name]}, nil
 }
 
+// newPool is a's pool, closed at the end of the test (Close may come
+// earlier too).
+func (r *poolRig) newPool() *Pool {
+	pool := NewPool(r.nodes["a"].view, r.connect, nil)
+	r.t.Cleanup(pool.Close)
+	return pool
+}
+
 // push scans a and pushes with the pool.
 func (r *poolRig) push(pool *Pool) Result {
 	r.t.Helper()
@@ -134,7 +142,7 @@ func (r *poolRig) storeFree(peer string) {
 func TestPoolKeepsSessionsAndTakesStorePerBatch(t *testing.T) {
 	r := newPoolRig(t, "a", "b", "c")
 	a := r.nodes["a"]
-	pool := NewPool(a.view, r.connect, nil)
+	pool := r.newPool()
 	for i := range 3 {
 		write(t, a.root+"/f.txt", fmt.Sprintf("version %d\n", i))
 		write(t, a.root+fmt.Sprintf("/d%d/g.txt", i), "new\n")
@@ -182,9 +190,7 @@ func TestPoolReopensSessionAfterPeerQuit(t *testing.T) {
 	defer func(d time.Duration) { poolRedial = d }(poolRedial)
 	poolRedial = 10 * time.Millisecond
 	r := newPoolRig(t, "a", "b")
-	a := r.nodes["a"]
-	pool := NewPool(a.view, r.connect, nil)
-	defer pool.Close()
+	pool := r.newPool()
 	r.pushVersion(pool, "one\n", 1)
 	// b's daemon stops: its serve ends the idle session, the pool opens a
 	// new one shortly after.
@@ -213,9 +219,7 @@ func TestPoolReopensSessionAfterPeerQuit(t *testing.T) {
 // the next push at its first write: the push goes again over a new one.
 func TestPoolRetriesStaleSession(t *testing.T) {
 	r := newPoolRig(t, "a", "b")
-	a := r.nodes["a"]
-	pool := NewPool(a.view, r.connect, nil)
-	defer pool.Close()
+	pool := r.newPool()
 	r.pushVersion(pool, "one\n", 1)
 	r.breaks["b"].Store(true)
 	r.pushVersion(pool, "two\n", 2) // the stale one replaced
@@ -225,9 +229,7 @@ func TestPoolRetriesStaleSession(t *testing.T) {
 // ones.
 func TestPoolDrop(t *testing.T) {
 	r := newPoolRig(t, "a", "b")
-	a := r.nodes["a"]
-	pool := NewPool(a.view, r.connect, nil)
-	defer pool.Close()
+	pool := r.newPool()
 	r.pushVersion(pool, "one\n", 1)
 	pool.Drop()
 	if got := pool.Open(); len(got) != 0 {
