@@ -267,20 +267,6 @@ func walkComponents(orig, dir string, tolerateMissing bool) (d *dirHandle, missi
 	return &dirHandle{fd: rfd, path: cur}, missing, nil
 }
 
-// parent validates path and opens its parent directory strictly (it must
-// exist). The include set is not checked here: the caller knows the type.
-func parent(path string) (*dirHandle, string, error) {
-	if err := validate(path); err != nil {
-		return nil, "", err
-	}
-	dir, base := filepath.Split(path)
-	d, _, err := walk(path, filepath.Clean(dir), false)
-	if err != nil {
-		return nil, "", err
-	}
-	return d, base, nil
-}
-
 // lstatAt describes name in d without following it; ok=false if absent.
 func lstatAt(d *dirHandle, name string) (rec state.FileRecord, st unix.Stat_t, ok bool, err error) {
 	if err := unix.Fstatat(d.fd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {

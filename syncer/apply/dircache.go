@@ -11,7 +11,7 @@ import (
 // from "/" for every call (Check, MkdirParents, the write itself) cost a
 // quarter of its CPU on 100k small files, so with Options.CacheDir the
 // parent directory of the last path stays open until the next Sync, the
-// next directory removal, or an error in it.
+// next directory removal, or a create that finds it gone.
 //
 // Confinement holds: the handle was opened without following a symlink,
 // and a handle keeps naming the directory it opened. A component replaced
@@ -86,7 +86,9 @@ func (t *Target) openDir(orig, dir string, tolerateMissing bool) (*dirHandle, bo
 	return d, missing, err
 }
 
-// parent is the package's parent through the cache.
+// parent validates path and opens its parent directory strictly (it must
+// exist), through the cache. The include set is not checked here: the
+// caller knows the type.
 func (t *Target) parent(path string) (*dirHandle, string, error) {
 	if err := validate(path); err != nil {
 		return nil, "", err

@@ -17,7 +17,7 @@ import (
 // set: SetDirMeta does that after the children are written. A non-directory
 // in the way is backed up (if regular) and removed.
 func (t *Target) Mkdir(path string, rec state.FileRecord) error {
-	d, base, err := parent(path)
+	d, base, err := t.parent(path)
 	if err != nil {
 		return err
 	}
@@ -61,7 +61,7 @@ func (t *Target) SetDirMeta(path string, rec state.FileRecord) error {
 // Ignore; for a symlink lchown and an mtime set without following it. If
 // rec.Kind is set it must match the object's type.
 func (t *Target) SetMeta(path string, rec state.FileRecord) error {
-	d, base, err := parent(path)
+	d, base, err := t.parent(path)
 	if err != nil {
 		return err
 	}
@@ -170,7 +170,7 @@ func isExist(err error) bool { return errors.Is(err, unix.EEXIST) }
 // with Ignore'd fields kept from it. If path already is that inode only the
 // metadata is aligned.
 func (t *Target) Link(path, existing string, rec state.FileRecord) error {
-	ed, ebase, err := parent(existing)
+	ed, ebase, err := t.parent(existing)
 	if err != nil {
 		return err
 	}
@@ -178,7 +178,7 @@ func (t *Target) Link(path, existing string, rec state.FileRecord) error {
 	if err := t.allowed(existing, false); err != nil {
 		return err
 	}
-	d, base, err := parent(path)
+	d, base, err := t.parent(path)
 	if err != nil {
 		return err
 	}

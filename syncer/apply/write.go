@@ -256,7 +256,7 @@ func (t *Target) install(path string, d *dirHandle, base string, td *dirHandle, 
 // OpenBasis opens the current regular file at path for reading, never
 // following a symlink, for the delta signature and patch.
 func (t *Target) OpenBasis(path string) (*os.File, error) {
-	d, base, err := parent(path)
+	d, base, err := t.parent(path)
 	if err != nil {
 		return nil, err
 	}
