@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
+	"sync"
 
 	"ocf-csync/ha"
 	"ocf-csync/syncer/engine"
@@ -72,9 +74,22 @@ func RunCycle(ctx context.Context, l *Local, st *state.Store, o Cycle) (CycleOut
 			}
 		}
 	}
+	connect := o.Connect
+	if connect == nil {
+		connect = l.Connector()
+	}
+	pool, onDirty := o.Pool, (func([]string))(nil)
+	if pool == nil && !o.DryRun && (o.Check || len(o.Parents) > 0) {
+		// Sessions open while the scan runs, to the peers it finds work
+		// for: the push after it pays no SSH handshake or helper start.
+		pool = engine.NewPool(l.View, connect, log)
+		defer pool.Close()
+		onDirty = warmer(pool, o.Peers, o.Blocked)
+	}
 	if o.Check && !o.DryRun {
 		res, err := scan.Check(ctx, st, l.View, o.Paths, o.Recursive || len(o.Paths) == 0, scan.Options{
 			Ignore: l.Config.Ignore, Logger: log.With("component", "scan"), AllowMassDelete: o.AllowMassDelete, Tally: o.Tally,
+			OnDirty: onDirty,
 		})
 		if err != nil {
 			return out, err
@@ -93,6 +108,7 @@ func RunCycle(ctx context.Context, l *Local, st *state.Store, o Cycle) (CycleOut
 	if len(o.Parents) > 0 && !o.DryRun {
 		res, err := scan.Check(ctx, st, l.View, o.Parents, false, scan.Options{
 			Ignore: l.Config.Ignore, Logger: log.With("component", "scan"), AllowMassDelete: o.AllowMassDelete,
+			OnDirty: onDirty,
 		})
 		if err != nil {
 			return out, err
@@ -106,13 +122,9 @@ func RunCycle(ctx context.Context, l *Local, st *state.Store, o Cycle) (CycleOut
 			return out, nil
 		}
 	}
-	connect := o.Connect
-	if connect == nil {
-		connect = l.Connector()
-	}
 	out.Result, err = engine.Push(ctx, engine.Options{
 		View: l.View, Store: st, Connect: connect,
-		Pool:  o.Pool,
+		Pool:  pool,
 		Peers: o.Peers, Groups: o.Groups, Paths: append(o.Paths, o.Parents...),
 		Recursive: o.Recursive, DryRun: o.DryRun, Log: log, Progress: o.Progress,
 		Blocked: o.Blocked, Mark: o.Mark, Handoff: o.Handoff,
@@ -127,4 +139,29 @@ func RunCycle(ctx context.Context, l *Local, st *state.Store, o Cycle) (CycleOut
 		l.Notify(ctx, event, r.Peer, r.String())
 	}
 	return out, err
+}
+
+// warmer is the scan's OnDirty for a cycle without the daemon's sessions:
+// the first path dirtied for a peer opens the session to it (only the
+// peers this run may push to: --peers, not blocked by the failover guard).
+func warmer(pool *engine.Pool, only []string, blocked map[string]string) func([]string) {
+	var mu sync.Mutex
+	seen := map[string]bool{}
+	return func(peers []string) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, p := range peers {
+			if seen[p] {
+				continue
+			}
+			seen[p] = true
+			if _, ok := blocked[p]; ok {
+				continue
+			}
+			if len(only) > 0 && !slices.ContainsFunc(only, func(o string) bool { return strings.EqualFold(o, p) }) {
+				continue
+			}
+			pool.Warm(p)
+		}
+	}
 }

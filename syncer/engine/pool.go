@@ -34,8 +34,10 @@ type Pool struct {
 	ctx    context.Context // ends with Close: redials give up
 	cancel context.CancelFunc
 
-	mu     sync.Mutex
-	idle   map[string]*pooled // by peer, not in use
+	mu      sync.Mutex
+	idle    map[string]*pooled       // by peer, not in use
+	dialing map[string]chan struct{} // peers Warm is opening a session to; closed when done
+	warmErr map[string]error         // why Warm could not open one (the push reports it, or dials once more)
 	gen    int                // bumped by Drop and Close: older sessions are not kept
 	closed bool
 	wg     sync.WaitGroup // idle watchers and redials
@@ -64,7 +66,7 @@ func NewPool(view *config.NodeView, connect Connector, log *slog.Logger) *Pool {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Pool{view: view, connect: connect, log: log.With("component", "sessions"), idle: map[string]*pooled{},
-		ctx: ctx, cancel: cancel}
+		dialing: map[string]chan struct{}{}, warmErr: map[string]error{}, ctx: ctx, cancel: cancel}
 }
 
 // pooled is one open session to a peer's serve.
@@ -167,9 +169,29 @@ func sharedGroups(view *config.NodeView, peer string) []*config.GroupView {
 // idle one, or a new one.
 func (p *Pool) get(ctx context.Context, host config.Host, need []*config.GroupView) (*pooled, error) {
 	p.mu.Lock()
+	for p.dialing[host.Name] != nil {
+		done := p.dialing[host.Name]
+		p.mu.Unlock()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		p.mu.Lock()
+	}
 	if p.closed {
 		p.mu.Unlock()
 		return nil, errors.New("the daemon is stopping: no new sessions")
+	}
+	if err, ok := p.warmErr[host.Name]; ok {
+		delete(p.warmErr, host.Name)
+		// A peer that did not answer the warm-up would not answer now
+		// either: no second connect timeout. One that refused a group
+		// gets a session for this push's groups only (dial).
+		if !errors.Is(err, proto.ErrAuthFailed) {
+			p.mu.Unlock()
+			return nil, err
+		}
 	}
 	s := p.idle[host.Name]
 	delete(p.idle, host.Name)
@@ -237,21 +259,24 @@ func (p *Pool) dial(ctx context.Context, host config.Host, need []*config.GroupV
 }
 
 func (p *Pool) open(ctx context.Context, host config.Host, groups []*config.GroupView) (*pooled, error) {
+	// Connect first, as a one-shot push does: a peer that cannot be
+	// reached is the first thing to report.
+	ch, err := p.connect(ctx, host)
+	if err != nil {
+		return nil, err
+	}
 	keys := map[string][]byte{}
 	var names []string
 	for _, g := range groups {
 		k, err := proto.ReadKeyFile(g.Key)
 		if err != nil {
+			ch.Close()
 			return nil, fmt.Errorf("group %s: %w", g.Name, err)
 		}
 		keys[g.Name] = k
 		names = append(names, g.Name)
 	}
 	slices.Sort(names)
-	ch, err := p.connect(ctx, host)
-	if err != nil {
-		return nil, err
-	}
 	c := proto.NewConn(ch, ch)
 	_, version, err := proto.ClientHandshakeVersion(c, p.view.Name, keys, proto.FlagSession|proto.FlagFastSig)
 	if err != nil {
@@ -263,6 +288,50 @@ func (p *Pool) open(ctx context.Context, host config.Host, groups []*config.Grou
 	go s.reader()
 	p.log.Debug("session opened", "peer", host.Name, "version", version)
 	return s, nil
+}
+
+// Warm opens sessions to peers in the background, for a sync that scans
+// first: the push then pays neither the SSH handshake nor the helper's
+// start. A push to a peer whose session is still opening waits for it.
+// Peers with a session (idle or opening), SFTP targets and peers this node
+// shares no group with are left alone. A session's receiver holds nothing
+// until the first batch (proto.FlagSession); one that would (an older
+// peer) is closed again, and the push opens its own.
+func (p *Pool) Warm(peers ...string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, peer := range peers {
+		if p.closed || p.idle[peer] != nil || p.dialing[peer] != nil || isSFTPTarget(p.view, peer) {
+			continue
+		}
+		host, ok := hostOf(p.view, peer)
+		if !ok {
+			continue
+		}
+		delete(p.warmErr, peer)
+		done := make(chan struct{})
+		p.dialing[peer] = done
+		gen := p.gen
+		p.wg.Go(func() {
+			defer close(done)
+			ctx, cancel := context.WithTimeout(p.ctx, 30*time.Second)
+			defer cancel()
+			s, err := p.dial(ctx, host, nil)
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			delete(p.dialing, peer)
+			switch {
+			case err != nil:
+				p.log.Debug("open session ahead of the push", "peer", peer, "err", err)
+				p.warmErr[peer] = err
+			case p.closed || p.gen != gen || p.idle[peer] != nil || !s.persistent():
+				p.wg.Go(s.bye)
+			default:
+				p.idle[peer] = s
+				p.watch(s, gen)
+			}
+		})
+	}
 }
 
 // put takes a session back after a push that ended cleanly.

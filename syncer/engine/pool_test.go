@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -298,4 +300,86 @@ func TestReadCacheBudget(t *testing.T) {
 	if c.m["/f4"] == nil {
 		t.Error("the newest entry was dropped")
 	}
+}
+
+// Warm opens sessions ahead of the push (a sync does it while it scans):
+// the push waits for one still opening instead of dialing again, the peer
+// holds nothing while the session waits, and a peer that could not be
+// reached is reported from the warm-up, without a second connect.
+func TestPoolWarm(t *testing.T) {
+	r := newPoolRig(t, "a", "b", "c")
+	a := r.nodes["a"]
+	release := make(chan struct{})
+	var cDials atomic.Int32
+	connect := func(ctx context.Context, h config.Host) (Channel, error) {
+		switch h.Name {
+		case "b":
+			<-release
+		case "c":
+			cDials.Add(1)
+			return nil, errors.New("dial c: connection refused")
+		}
+		return r.connect(ctx, h)
+	}
+	pool := NewPool(a.view, connect, nil)
+	t.Cleanup(pool.Close)
+	write(t, a.root+"/f.txt", "warm\n")
+	ctx := context.Background()
+	if _, err := scan.Check(ctx, a.st, a.view, nil, true, scan.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	pool.Warm("b", "c", "b")
+	type pushed struct {
+		res Result
+		err error
+	}
+	out := make(chan pushed, 1)
+	go func() {
+		res, err := Push(ctx, Options{View: a.view, Store: a.st, Connect: connect, Pool: pool})
+		out <- pushed{res, err}
+	}()
+	select {
+	case p := <-out:
+		t.Fatalf("push ended while b's session was still opening: %+v %v", p.res, p.err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(release)
+	p := <-out
+	if p.err != nil {
+		t.Fatal(p.err)
+	}
+	if got := read(t, filepath.Join(r.nodes["b"].root, "f.txt")); got != "warm\n" {
+		t.Fatalf("b has %q", got)
+	}
+	if n := r.dials["b"].Load(); n != 1 {
+		t.Errorf("connections to b: %d, want 1 (the warm one)", n)
+	}
+	r.storeFree("b")
+	var cRes *PeerResult
+	for i := range p.res.Peers {
+		if p.res.Peers[i].Peer == "c" {
+			cRes = &p.res.Peers[i]
+		}
+	}
+	if cRes == nil || cRes.Err == nil || !strings.Contains(cRes.Err.Error(), "connection refused") {
+		t.Fatalf("c's result %+v, want the warm-up's connection error", cRes)
+	}
+	if n := cDials.Load(); n != 1 {
+		t.Errorf("connects to c: %d, want 1 (the push reports the warm-up's failure)", n)
+	}
+	// A warm session that waits holds nothing on its peer: its own status
+	// or cron sync goes ahead.
+	pool.Drop()
+	pool.Warm("b")
+	deadline := time.Now().Add(5 * time.Second)
+	for !slices.Contains(pool.Open(), "b") {
+		if time.Now().After(deadline) {
+			t.Fatal("no session to b 5 s after Warm")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n := r.dials["b"].Load(); n != 2 {
+		t.Errorf("connections to b after Drop and Warm: %d, want 2", n)
+	}
+	r.storeFree("b")
 }

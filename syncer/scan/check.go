@@ -67,6 +67,11 @@ type Options struct {
 	// Tally, when set, is counted live as the scan goes, so a caller can
 	// show progress while Check runs.
 	Tally *Tally
+	// OnDirty, when set, hears the peers of every path the scan marks
+	// dirty, as it marks it (before the commit): a sync opens its sessions
+	// to them while the scan goes on. Called from the scan's workers, so
+	// it must be quick and safe for concurrent use.
+	OnDirty func(peers []string)
 }
 
 // Tally is a scan's live count: entries lstat'd, files hashed and their bytes.
@@ -500,7 +505,18 @@ func (s *scanner[B]) markPeers(p string) {
 			b.MarkDirty(peer, p, d)
 		}
 	})
+	s.dirtiedFor(peers)
+}
+
+// dirtiedFor counts a path marked dirty for peers and tells OnDirty.
+func (s *scanner[B]) dirtiedFor(peers []string) {
+	if len(peers) == 0 {
+		return
+	}
 	s.dirtied.Add(1)
+	if s.o.OnDirty != nil {
+		s.o.OnDirty(peers)
+	}
 }
 
 // record stores rec for p and, unless in init mode, marks p dirty.
@@ -516,9 +532,7 @@ func (s *scanner[B]) record(p string, rec *state.FileRecord, dirty bool) {
 			b.MarkDirty(peer, p, d)
 		}
 	})
-	if len(peers) > 0 {
-		s.dirtied.Add(1)
-	}
+	s.dirtiedFor(peers)
 }
 
 // gone deletes the record of p, which no longer exists or is no longer
@@ -539,9 +553,7 @@ func (s *scanner[B]) gone(p string) {
 			b.MarkDirty(peer, p, d)
 		}
 	})
-	if len(peers) > 0 {
-		s.dirtied.Add(1)
-	}
+	s.dirtiedFor(peers)
 }
 
 // change is the outcome of comparing a DB record with the disk.

@@ -550,3 +550,39 @@ func TestRealSymlinkRoot(t *testing.T) {
 		t.Errorf("problems %v, want one naming the link and its target", res.Errors)
 	}
 }
+
+// OnDirty hears the peers of every path marked dirty (new, changed,
+// deleted), and nothing in init mode or when nothing changed.
+func TestRealOnDirty(t *testing.T) {
+	r := t.TempDir()
+	writeFile(t, r+"/a", "a")
+	writeFile(t, r+"/d/b", "b")
+	st := openStore(t, t.TempDir())
+	sel := &fakeSel{roots: []string{r}, peers: []string{"p1", "p2"}}
+	var mu sync.Mutex
+	heard := map[string]int{}
+	o := Options{OnDirty: func(peers []string) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, p := range peers {
+			heard[p]++
+		}
+	}}
+	check := func(name string, o Options, want int) {
+		t.Helper()
+		clear(heard)
+		res, err := Check(context.Background(), st, sel, nil, true, o)
+		must(t, err)
+		if heard["p1"] != want || heard["p2"] != want || res.Dirtied != want {
+			t.Errorf("%s: OnDirty heard %v, dirtied %d, want %d for each peer", name, heard, res.Dirtied, want)
+		}
+	}
+	init := o
+	init.Init = true
+	check("init", init, 0)
+	check("no change", o, 0)
+	writeFile(t, r+"/c", "c")
+	must(t, os.Remove(r+"/d/b"))
+	// c, b's deletion, and the two directories whose mtime they changed
+	check("one new, one deleted", o, 4)
+}
