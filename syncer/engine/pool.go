@@ -38,9 +38,9 @@ type Pool struct {
 	idle    map[string]*pooled       // by peer, not in use
 	dialing map[string]chan struct{} // peers Warm is opening a session to; closed when done
 	warmErr map[string]error         // why Warm could not open one (the push reports it, or dials once more)
-	gen    int                // bumped by Drop and Close: older sessions are not kept
-	closed bool
-	wg     sync.WaitGroup // idle watchers and redials
+	gen     int                      // bumped by Drop and Close: older sessions are not kept
+	closed  bool
+	wg      sync.WaitGroup // idle watchers and redials
 }
 
 // Timing of pooled sessions; variables so tests can shorten them.
