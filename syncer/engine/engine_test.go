@@ -3,6 +3,7 @@ package engine
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"sync"
 	"testing"
 
+	"ocf-csync/syncer/apply"
 	"ocf-csync/syncer/config"
 	"ocf-csync/syncer/scan"
 	"ocf-csync/syncer/state"
@@ -337,4 +339,55 @@ func TestPushAcrossAckFlights(t *testing.T) {
 		t.Fatal(err)
 	}
 	check("v2")
+}
+
+// A receiver that cannot make the received files durable (syncfs fails)
+// records none of them and acks none: the sender keeps them dirty, and the
+// next push, with a healthy disk, brings them all. Both ways an ack batch
+// ends are tried: the small push's last batch and a full flight.
+func TestSyncFailureRecordsNothing(t *testing.T) {
+	for _, files := range []int{3, ackBatchFiles + 10} {
+		t.Run(fmt.Sprint(files), func(t *testing.T) {
+			nodes := setup(t, "a", "b")
+			a, b := nodes["a"], nodes["b"]
+			name := func(i int) string { return fmt.Sprintf("d%02d/f%05d", i%7, i) }
+			for i := range files {
+				write(t, filepath.Join(a.root, name(i)), fmt.Sprintf("v1 %d\n", i))
+			}
+			defer func(f func(*apply.Target) error) { syncTarget = f }(syncTarget)
+			syncTarget = func(*apply.Target) error { return errors.New("syncfs: input/output error") }
+			res := a.sync(t, nodes, Options{})
+			if res.Err() == nil {
+				t.Fatal("push succeeded although the receiver could not make anything durable")
+			}
+			recorded := 0
+			for i := range files {
+				p := filepath.Join(b.root, name(i))
+				if _, ok, err := b.st.GetFile(p); err != nil || ok {
+					recorded++
+				}
+				if _, ok, err := a.st.GetBase("b", filepath.Join(a.root, name(i))); err != nil || ok {
+					t.Fatalf("a recorded %s as agreed with b although b's syncfs failed (%v)", name(i), err)
+				}
+			}
+			if recorded != 0 {
+				t.Fatalf("b recorded %d of %d files whose syncfs failed", recorded, files)
+			}
+			if d, err := a.st.DirtyCount("b"); err != nil || d < files {
+				t.Fatalf("a has %d dirty for b (%v), want every file still pending", d, err)
+			}
+			syncTarget = (*apply.Target).Sync
+			if err := a.sync(t, nodes, Options{}).Err(); err != nil {
+				t.Fatal(err)
+			}
+			for i := range files {
+				if got := read(t, filepath.Join(b.root, name(i))); got != fmt.Sprintf("v1 %d\n", i) {
+					t.Fatalf("%s on b = %q after the retry", name(i), got)
+				}
+				if _, ok, err := b.st.GetFile(filepath.Join(b.root, name(i))); err != nil || !ok {
+					t.Fatalf("b has no record of %s after the retry (%v)", name(i), err)
+				}
+			}
+		})
+	}
 }

@@ -589,6 +589,10 @@ func (r *receiver) queueAck(a proto.Ack, bytes int64) error {
 	return nil
 }
 
+// syncTarget makes a target's received files durable (a variable so a
+// test can make it fail).
+var syncTarget = (*apply.Target).Sync
+
 // flight is a group of acks whose changes a background goroutine makes
 // durable while the receiver applies the next ones: the wait for the disk
 // overlaps work instead of stopping the session. The goroutine keeps the
@@ -623,7 +627,7 @@ func (r *receiver) startFlight() error {
 	go func() {
 		f.done <- func() error {
 			for _, t := range targets {
-				if err := t.Sync(); err != nil {
+				if err := syncTarget(t); err != nil {
 					batch.Cancel()
 					return fmt.Errorf("make received files durable: %w", err)
 				}
@@ -664,40 +668,31 @@ func (r *receiver) landFlight() error {
 	return nil
 }
 
-// flushAcks makes everything applied so far durable, then reports it.
+// flushAcks makes everything applied so far durable, then reports it:
+// through a flight, so a failure on the way leaves the same state as one
+// in the background (nothing recorded of what was not made durable).
 func (r *receiver) flushAcks() error {
+	if r.dry {
+		// Nothing was written: nothing to make durable.
+		if err := r.landFlight(); err != nil {
+			return err
+		}
+		for _, a := range r.acks {
+			if err := r.c.Send(a); err != nil {
+				return err
+			}
+		}
+		r.acks, r.ackBytes = r.acks[:0], 0
+		return r.c.Flush()
+	}
+	if len(r.acks) > 0 {
+		if err := r.startFlight(); err != nil {
+			return err
+		}
+	}
 	if err := r.landFlight(); err != nil {
 		return err
 	}
-	if len(r.acks) == 0 {
-		return r.c.Flush()
-	}
-	if !r.dry {
-		for _, t := range r.targets {
-			if err := t.Sync(); err != nil {
-				return fmt.Errorf("make received files durable: %w", err)
-			}
-		}
-		// The actions are durable before the files are recorded and acked:
-		// a crash in between runs them at the next start (and, the files
-		// being unrecorded then, perhaps twice: at least once).
-		q, err := r.pending.persist(r.o.Store)
-		r.queued = append(r.queued, q...)
-		if err != nil {
-			return err
-		}
-		if err := r.batch.CommitDurable(); err != nil {
-			return fmt.Errorf("record received files: %w", err)
-		}
-		r.batch = r.o.Store.NewBatch()
-	}
-	for _, a := range r.acks {
-		if err := r.c.Send(a); err != nil {
-			return err
-		}
-	}
-	r.acks = r.acks[:0]
-	r.ackBytes = 0
 	return r.c.Flush()
 }
 
