@@ -314,9 +314,7 @@ func (p *Pool) Warm(peers ...string) {
 		gen := p.gen
 		p.wg.Go(func() {
 			defer close(done)
-			ctx, cancel := context.WithTimeout(p.ctx, 30*time.Second)
-			defer cancel()
-			s, err := p.dial(ctx, host, nil)
+			s, err := p.dial(p.ctx, host, nil) // the pool's context: see redial
 			p.mu.Lock()
 			defer p.mu.Unlock()
 			delete(p.dialing, peer)
@@ -415,9 +413,10 @@ func (p *Pool) redial(peer string, gen int) {
 		if stale {
 			return
 		}
-		ctx, cancel := context.WithTimeout(p.ctx, 30*time.Second)
-		defer cancel()
-		s, err := p.dial(ctx, host, nil)
+		// The pool's context, not one that ends with this goroutine: a
+		// session's context bounds its life (the transport closes it when
+		// the context ends); the dial has the connect timeout of its own.
+		s, err := p.dial(p.ctx, host, nil)
 		if err != nil {
 			p.log.Debug("reopen session", "peer", peer, "err", err)
 			return

@@ -87,6 +87,9 @@ func (r *poolRig) connect(ctx context.Context, h config.Host) (Channel, error) {
 		r.mu.Unlock()
 		ch.done <- err
 	}()
+	// As the SSH transport does: the context of the dial bounds the
+	// session's life.
+	context.AfterFunc(ctx, func() { ch.Close(); outR.Close() })
 	return &breakable{ch, r.breaks[h.Name]}, nil
 }
 

@@ -440,7 +440,7 @@ func pushPeer(ctx context.Context, o *Options, p *plan, outMu *sync.Mutex) (res 
 		// anything of this push (its serve had just ended): once more on
 		// a new one. Nothing was applied unacknowledged that a repeat
 		// would not find equal.
-		log.Info("open session to peer had ended; pushing over a new one", "err", errors.Unwrap(out.Err))
+		log.Info("open session to peer had ended; pushing over a new one", "err", out.Err)
 	}
 }
 
