@@ -267,6 +267,22 @@ func walkComponents(orig, dir string, tolerateMissing bool) (d *dirHandle, missi
 	return &dirHandle{fd: rfd, path: cur}, missing, nil
 }
 
+// Lstat describes path without following it, through the directory cache:
+// ok=false if it (or its parent) is absent. A parent that is a symlink is
+// an error, as for every other method.
+func (t *Target) Lstat(path string) (rec state.FileRecord, ok bool, err error) {
+	d, base, err := t.parent(path)
+	if errors.Is(err, unix.ENOENT) {
+		return rec, false, nil
+	}
+	if err != nil {
+		return rec, false, err
+	}
+	defer d.close()
+	rec, _, ok, err = lstatAt(d, base)
+	return rec, ok, err
+}
+
 // lstatAt describes name in d without following it; ok=false if absent.
 func lstatAt(d *dirHandle, name string) (rec state.FileRecord, st unix.Stat_t, ok bool, err error) {
 	if err := unix.Fstatat(d.fd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {

@@ -796,3 +796,49 @@ func TestBackupRefusesSymlinksInBackupTree(t *testing.T) {
 		})
 	}
 }
+
+// Lstat (the receiver's view of a path, through the directory cache)
+// describes what scan.Lstat does, says absent for a missing name or
+// parent, and never looks through a parent that is a symlink.
+func TestTargetLstat(t *testing.T) {
+	root := t.TempDir()
+	real := filepath.Join(root, "real")
+	os.Mkdir(real, 0755)
+	os.WriteFile(filepath.Join(real, "f"), []byte("abc"), 0640)
+	os.Symlink("f", filepath.Join(real, "l"))
+	os.Symlink(real, filepath.Join(root, "link"))
+	cached := New(Options{CacheDir: true})
+	plain := New(Options{})
+	for _, tg := range []*Target{cached, plain} {
+		for _, tc := range []struct {
+			path string
+			ok   bool
+			err  string
+		}{
+			{real + "/f", true, ""},
+			{real + "/l", true, ""},
+			{real, true, ""},
+			{real + "/missing", false, ""},
+			{root + "/missing/deeper/x", false, ""},
+			{root + "/link", true, ""},
+			{root + "/link/f", false, "is a symlink"},
+		} {
+			rec, ok, err := tg.Lstat(tc.path)
+			switch {
+			case tc.err != "":
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Errorf("Lstat(%s) = %+v, %v, %v; want an error with %q", tc.path, rec, ok, err, tc.err)
+				}
+				continue
+			case err != nil || ok != tc.ok:
+				t.Errorf("Lstat(%s) = ok %v, %v; want ok %v", tc.path, ok, err, tc.ok)
+				continue
+			case !ok:
+				continue
+			}
+			if want := lstat(t, tc.path); rec != want {
+				t.Errorf("Lstat(%s) = %+v, want %+v (scan.Lstat)", tc.path, rec, want)
+			}
+		}
+	}
+}

@@ -517,11 +517,8 @@ func (r *receiver) resolve(group string, wire []byte) (*config.GroupView, string
 // current describes the local copy, reusing the recorded hash when the stat
 // fields did not change since this node last recorded the file.
 func (r *receiver) current(t *apply.Target, path string) (state.FileRecord, bool, error) {
-	st, err := scan.Lstat(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return state.FileRecord{}, false, nil
-	}
-	if err != nil {
+	st, ok, err := t.Lstat(path)
+	if err != nil || !ok {
 		return st, false, err
 	}
 	if st.Kind != state.KindReg {
@@ -1028,7 +1025,10 @@ func (r *receiver) done(op *proto.Op, g *config.GroupView, local string, rec *st
 		r.batch.DeleteFile(local)
 		r.batch.DeleteBase(r.sender, local)
 	} else {
-		now, err := scan.Lstat(local)
+		now, ok, err := r.target(g).Lstat(local)
+		if err == nil && !ok {
+			err = fmt.Errorf("%s is gone right after it was applied", local)
+		}
 		if err != nil {
 			return r.queueAck(proto.Ack{Seq: op.Seq, Status: proto.AckError, Message: err.Error()}, n)
 		}
