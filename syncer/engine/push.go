@@ -1001,13 +1001,26 @@ func (s *sender) sendFile(it *item, st *delta.Stream, basisSize int64) error {
 func (s *sender) openChecked(it *item) (*os.File, string) {
 	f, now, err := s.open.Open(it.path)
 	if err != nil {
-		return nil, fmt.Sprintf("%v: not sent (it stays dirty; the next check looks again)", err)
+		return nil, notSent(err)
 	}
-	if now.Dev != it.cur.Dev || now.Ino != it.cur.Ino || now.Size != it.cur.Size {
+	if problem := changedSinceCheck(it, &now); problem != "" {
 		f.Close()
-		return nil, fmt.Sprintf("%s is not the file the last check recorded (device, inode or size changed since): not sent (it stays dirty; the next check looks again)", it.path)
+		return nil, problem
 	}
 	return f, ""
+}
+
+func notSent(err error) string {
+	return fmt.Sprintf("%v: not sent (it stays dirty; the next check looks again)", err)
+}
+
+// changedSinceCheck says why the file opened for it (now) is not the one
+// the last check recorded, or "".
+func changedSinceCheck(it *item, now *state.FileRecord) string {
+	if now.Dev != it.cur.Dev || now.Ino != it.cur.Ino || now.Size != it.cur.Size {
+		return fmt.Sprintf("%s is not the file the last check recorded (device, inode or size changed since): not sent (it stays dirty; the next check looks again)", it.path)
+	}
+	return ""
 }
 
 // sendSmall sends a file below the delta threshold whole, in one frame.
@@ -1057,16 +1070,19 @@ func (s *sender) sendSmall(it *item) error {
 // readSmall reads a small file into buf (nil: a buffer of its own) and
 // hashes what it read, or says why it is not sent.
 func (s *sender) readSmall(it *item, buf []byte) ([]byte, state.Hash, string) {
-	f, problem := s.openChecked(it)
-	if f == nil {
+	fd, now, err := s.open.OpenFd(it.path)
+	if err != nil {
+		return nil, state.Hash{}, notSent(err)
+	}
+	defer unix.Close(fd)
+	if problem := changedSinceCheck(it, &now); problem != "" {
 		return nil, state.Hash{}, problem
 	}
-	defer f.Close()
 	if buf == nil {
 		buf = make([]byte, it.cur.Size+1) // one more: a file that grew reads past its recorded size
 	}
-	n, err := io.ReadFull(f, buf)
-	if err != nil && err != io.ErrUnexpectedEOF && err != io.EOF {
+	n, err := scan.ReadFd(fd, buf)
+	if err != nil {
 		return nil, state.Hash{}, fmt.Sprintf("read %s: %v", it.path, err)
 	}
 	return buf[:n], sha256.Sum256(buf[:n]), ""

@@ -34,8 +34,25 @@ type dirFd struct {
 // Open opens the regular file at path (absolute, clean) read-only without
 // following any symlink, and returns it with its fstat description.
 func (o *Opener) Open(path string) (*os.File, state.FileRecord, error) {
+	fd, rec, err := o.OpenFd(path)
+	if err != nil {
+		return nil, rec, err
+	}
+	// O_NONBLOCK only kept a fifo swapped in from blocking the open.
+	if err := unix.SetNonblock(fd, false); err != nil {
+		unix.Close(fd)
+		return nil, rec, &os.PathError{Op: "fcntl", Path: path, Err: err}
+	}
+	return os.NewFile(uintptr(fd), path), rec, nil
+}
+
+// OpenFd is Open for a caller that reads the file at once and closes the
+// fd itself (unix.Read, unix.Close): no *os.File, so none of its fcntl
+// calls and finalizer, three syscalls fewer per small file. The fd is
+// O_NONBLOCK, which changes nothing for a regular file.
+func (o *Opener) OpenFd(path string) (int, state.FileRecord, error) {
 	if !strings.HasPrefix(path, "/") || path == "/" {
-		return nil, state.FileRecord{}, fmt.Errorf("open %q: not an absolute file path", path)
+		return -1, state.FileRecord{}, fmt.Errorf("open %q: not an absolute file path", path)
 	}
 	i := strings.LastIndexByte(path, '/')
 	dir, base := path[:i], path[i+1:]
@@ -44,31 +61,44 @@ func (o *Opener) Open(path string) (*os.File, state.FileRecord, error) {
 	}
 	d, err := o.dir(dir)
 	if err != nil {
-		return nil, state.FileRecord{}, fmt.Errorf("open %s: %w", path, err)
+		return -1, state.FileRecord{}, fmt.Errorf("open %s: %w", path, err)
 	}
 	fd, err := unix.Openat(d, base, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
 		if err == unix.ELOOP {
-			return nil, state.FileRecord{}, fmt.Errorf("open %s: it is a symlink now", path)
+			return -1, state.FileRecord{}, fmt.Errorf("open %s: it is a symlink now", path)
 		}
-		return nil, state.FileRecord{}, &os.PathError{Op: "open", Path: path, Err: err}
+		return -1, state.FileRecord{}, &os.PathError{Op: "open", Path: path, Err: err}
 	}
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
 		unix.Close(fd)
-		return nil, state.FileRecord{}, &os.PathError{Op: "fstat", Path: path, Err: err}
+		return -1, state.FileRecord{}, &os.PathError{Op: "fstat", Path: path, Err: err}
 	}
 	rec := FromStat(&st)
 	if rec.Kind != state.KindReg {
 		unix.Close(fd)
-		return nil, rec, fmt.Errorf("open %s: it is a %s now, not a regular file", path, rec.Kind)
+		return -1, rec, fmt.Errorf("open %s: it is a %s now, not a regular file", path, rec.Kind)
 	}
-	// O_NONBLOCK only kept a fifo swapped in from blocking the open.
-	if err := unix.SetNonblock(fd, false); err != nil {
-		unix.Close(fd)
-		return nil, rec, &os.PathError{Op: "fcntl", Path: path, Err: err}
+	return fd, rec, nil
+}
+
+// ReadFd reads from fd until buf is full or the file ends.
+func ReadFd(fd int, buf []byte) (int, error) {
+	n := 0
+	for n < len(buf) {
+		k, err := unix.Read(fd, buf[n:])
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err != nil:
+			return n, err
+		case k == 0:
+			return n, nil
+		}
+		n += k
 	}
-	return os.NewFile(uintptr(fd), path), rec, nil
+	return n, nil
 }
 
 // dir returns an fd of the directory dir, reusing the cached chain.

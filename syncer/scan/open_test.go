@@ -24,35 +24,56 @@ func TestOpenerRefusesSymlinksOnTheWay(t *testing.T) {
 	must(os.Symlink("f", filepath.Join(root, "a/b/lf")))
 	must(syscall.Mkfifo(filepath.Join(root, "a/fifo"), 0o644))
 
-	var o Opener
-	defer o.Close()
-	for _, tc := range []struct {
-		path, want string // want: content, or an error substring
-	}{
-		{"a/b/f", "f"},
-		{"a/g", "g"},   // up the cached chain
-		{"a/b/f", "f"}, // and down again
-		{"link/b/f", "symlink or not a directory"},
-		{"a/b/lf", "symlink now"},
-		{"a/fifo", "fifo now"},
-		{"a/b/f/x", "symlink or not a directory"},
-		{"a/nope", "no such file"},
+	// read opens with Open (an *os.File) or OpenFd and ReadFd.
+	for name, read := range map[string]func(o *Opener, p string) (string, int64, error){
+		"Open": func(o *Opener, p string) (string, int64, error) {
+			f, rec, err := o.Open(p)
+			if err != nil {
+				return "", 0, err
+			}
+			defer f.Close()
+			b := make([]byte, 16)
+			n, _ := f.Read(b)
+			return string(b[:n]), rec.Size, nil
+		},
+		"OpenFd": func(o *Opener, p string) (string, int64, error) {
+			fd, rec, err := o.OpenFd(p)
+			if err != nil {
+				return "", 0, err
+			}
+			defer syscall.Close(fd)
+			b := make([]byte, 16)
+			n, err := ReadFd(fd, b)
+			return string(b[:n]), rec.Size, err
+		},
 	} {
-		f, rec, err := o.Open(filepath.Join(root, tc.path))
-		if err != nil {
-			if !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("%s: %v, want %q", tc.path, err, tc.want)
+		var o Opener
+		defer o.Close()
+		for _, tc := range []struct {
+			path, want string // want: content, or an error substring
+		}{
+			{"a/b/f", "f"},
+			{"a/g", "g"},   // up the cached chain
+			{"a/b/f", "f"}, // and down again
+			{"link/b/f", "symlink or not a directory"},
+			{"a/b/lf", "symlink now"},
+			{"a/fifo", "fifo now"},
+			{"a/b/f/x", "symlink or not a directory"},
+			{"a/nope", "no such file"},
+		} {
+			got, size, err := read(&o, filepath.Join(root, tc.path))
+			if err != nil {
+				if !strings.Contains(err.Error(), tc.want) {
+					t.Errorf("%s %s: %v, want %q", name, tc.path, err, tc.want)
+				}
+				if tc.want == "symlink or not a directory" && !errors.Is(err, ErrSymlinkedDir) {
+					t.Errorf("%s %s: %v is not ErrSymlinkedDir", name, tc.path, err)
+				}
+				continue
 			}
-			if tc.want == "symlink or not a directory" && !errors.Is(err, ErrSymlinkedDir) {
-				t.Errorf("%s: %v is not ErrSymlinkedDir", tc.path, err)
+			if got != tc.want || size != int64(len(tc.want)) {
+				t.Errorf("%s %s: read %q (size %d), want %q", name, tc.path, got, size, tc.want)
 			}
-			continue
-		}
-		b := make([]byte, 16)
-		n, _ := f.Read(b)
-		f.Close()
-		if string(b[:n]) != tc.want || rec.Size != int64(len(tc.want)) {
-			t.Errorf("%s: read %q (size %d), want %q", tc.path, b[:n], rec.Size, tc.want)
 		}
 	}
 }
