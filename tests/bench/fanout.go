@@ -12,8 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"ocf-csync/tests/cluster"
 )
 
@@ -72,11 +70,11 @@ func (b *bench) fanOut(ctx context.Context) error {
 	}
 	reset := func(kind string) error {
 		for _, n := range b.fanPeers(kind) {
-			if err := rmNode(n, fanSrc, "/var/lib/ocf-csync/"+fanCfg(kind)); err != nil {
+			if err := setAside(n, fanSrc, "/var/lib/ocf-csync/"+fanCfg(kind)); err != nil {
 				return err
 			}
 		}
-		return rmNode(b.r.n1, "/var/lib/ocf-csync/"+fanCfg(kind))
+		return setAside(b.r.n1, "/var/lib/ocf-csync/"+fanCfg(kind))
 	}
 	run := func(id string, round int, kind string) error {
 		src, err := manifest(root)
@@ -116,10 +114,6 @@ func (b *bench) fanOut(ctx context.Context) error {
 			if err := reset(kind); err != nil {
 				return err
 			}
-		}
-		if round > 0 {
-			unix.Sync()
-			time.Sleep(deleteSettle)
 		}
 		for _, kind := range order(round) {
 			if err := run("fan-initial", round, kind); err != nil {
