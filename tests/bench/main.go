@@ -720,7 +720,9 @@ func (b *bench) floor(ctx context.Context) error {
 		}
 		sec.samples = append(sec.samples, s)
 		sec.command(cmdLine(cp))
-		os.RemoveAll(b.r.n1.Path("/srv/ocf-csync/cpfloor"))
+		if err := setAside(b.r.n1, "/srv/ocf-csync/cpfloor"); err != nil {
+			return err
+		}
 	}
 	for rep := range b.p.reps {
 		for _, j := range jobs {
