@@ -39,6 +39,7 @@ type Pool struct {
 	dialing map[string]chan struct{} // peers Warm is opening a session to; closed when done
 	warmErr map[string]error         // why Warm could not open one (the push reports it, or dials once more)
 	gen     int                      // bumped by Drop and Close: older sessions are not kept
+	byeWait time.Duration            // how long a Bye waits for the helper to exit
 	closed  bool
 	wg      sync.WaitGroup // idle watchers and redials
 }
@@ -66,7 +67,7 @@ func NewPool(view *config.NodeView, connect Connector, log *slog.Logger) *Pool {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Pool{view: view, connect: connect, log: log.With("component", "sessions"), idle: map[string]*pooled{},
-		dialing: map[string]chan struct{}{}, warmErr: map[string]error{}, ctx: ctx, cancel: cancel}
+		dialing: map[string]chan struct{}{}, warmErr: map[string]error{}, byeWait: poolByeWait, ctx: ctx, cancel: cancel}
 }
 
 // pooled is one open session to a peer's serve.
@@ -121,7 +122,7 @@ func (s *pooled) close() {
 }
 
 // bye ends the session cleanly: the helper exits with nothing pending.
-func (s *pooled) bye() {
+func (s *pooled) bye(wait time.Duration) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -132,7 +133,7 @@ func (s *pooled) bye() {
 	}()
 	select {
 	case <-done:
-	case <-time.After(poolByeWait):
+	case <-time.After(wait):
 	}
 	s.close()
 }
@@ -204,7 +205,7 @@ func (p *Pool) get(ctx context.Context, host config.Host, need []*config.GroupVi
 		case s.broken != nil:
 			p.log.Debug("idle session broke", "peer", host.Name, "err", s.broken)
 		case !provesAll(s.groups, need):
-			s.bye()
+			s.bye(p.byeWait)
 		case time.Since(s.used) > poolProbeAfter:
 			if err := probe(ctx, s.ch); err != nil {
 				s.close()
@@ -323,7 +324,7 @@ func (p *Pool) Warm(peers ...string) {
 				p.log.Debug("open session ahead of the push", "peer", peer, "err", err)
 				p.warmErr[peer] = err
 			case p.closed || p.gen != gen || p.idle[peer] != nil || !s.persistent():
-				p.wg.Go(s.bye)
+				p.wg.Go(func() { s.bye(p.byeWait) })
 			default:
 				p.idle[peer] = s
 				p.watch(s, gen)
@@ -338,7 +339,7 @@ func (p *Pool) put(s *pooled) {
 	p.mu.Lock()
 	if p.closed || s.gen != p.gen || !s.persistent() || p.idle[s.peer] != nil {
 		p.mu.Unlock()
-		s.bye()
+		s.bye(p.byeWait)
 		return
 	}
 	p.idle[s.peer] = s
@@ -424,7 +425,7 @@ func (p *Pool) redial(peer string, gen int) {
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		if p.closed || p.gen != gen || p.idle[peer] != nil || !s.persistent() {
-			p.wg.Go(s.bye)
+			p.wg.Go(func() { s.bye(p.byeWait) })
 			return
 		}
 		p.idle[peer] = s
@@ -442,6 +443,12 @@ func (p *Pool) Drop() {
 	p.mu.Unlock()
 	p.end(idle)
 }
+
+// WaitOnClose makes the pool's Bye wait up to d for each helper to exit
+// (call it before the pool is used). A daemon stopping waits poolByeWait; a
+// sync run waits as a one-shot session did, so that when it returns the
+// peers' helpers are done and their state dbs free for their own commands.
+func (p *Pool) WaitOnClose(d time.Duration) { p.byeWait = d }
 
 // Close ends the pool: every session closes, and none opens again.
 func (p *Pool) Close() {
@@ -462,7 +469,7 @@ func (p *Pool) end(idle map[string]*pooled) {
 		close(s.stopWatch)
 		<-s.watchDone
 		if s.broken == nil {
-			wg.Go(s.bye)
+			wg.Go(func() { s.bye(p.byeWait) })
 		}
 	}
 	wg.Wait()

@@ -32,6 +32,10 @@ type poolRig struct {
 	mu     sync.Mutex
 	errs   map[string][]error // what each peer's serve returned
 	breaks map[string]*atomic.Bool
+	// exitDelay: a helper takes this long to exit after its session ends
+	// (a state db closing); exited counts the helpers that did.
+	exitDelay time.Duration
+	exited    atomic.Int32
 }
 
 func newPoolRig(t *testing.T, names ...string) *poolRig {
@@ -85,6 +89,8 @@ func (r *poolRig) connect(ctx context.Context, h config.Host) (Channel, error) {
 		r.mu.Lock()
 		r.errs[h.Name] = append(r.errs[h.Name], err)
 		r.mu.Unlock()
+		time.Sleep(r.exitDelay)
+		r.exited.Add(1)
 		ch.done <- err
 	}()
 	// As the SSH transport does: the context of the dial bounds the
@@ -385,4 +391,26 @@ func TestPoolWarm(t *testing.T) {
 		t.Errorf("connections to b after Drop and Warm: %d, want 2", n)
 	}
 	r.storeFree("b")
+}
+
+// A sync run's pool (WaitOnClose) returns from Close only once the peers'
+// helpers exited, as a one-shot session did; the daemon's waits
+// poolByeWait at most.
+func TestPoolWaitOnClose(t *testing.T) {
+	defer func(d time.Duration) { poolByeWait = d }(poolByeWait)
+	poolByeWait = 100 * time.Millisecond
+	for _, wait := range []bool{false, true} {
+		r := newPoolRig(t, "a", "b")
+		r.exitDelay = 500 * time.Millisecond
+		pool := r.newPool()
+		if wait {
+			pool.WaitOnClose(10 * time.Second)
+		}
+		r.pushVersion(pool, "one\n", 1)
+		pool.Close()
+		if got := r.exited.Load() == 1; got != wait {
+			t.Errorf("WaitOnClose %v: helper exited before Close returned: %v, want %v", wait, got, wait)
+		}
+		r.serves.Wait()
+	}
 }

@@ -547,7 +547,7 @@ func (b *bench) all(ctx context.Context) error {
 // nothing without a deletion the next file creations would pay for (see
 // above pushRounds).
 func setAside(n *cluster.Node, paths ...string) error {
-	aside := n.Path("/var/tmp/bench-aside")
+	aside := filepath.Join(n.Dir, "bench-aside") // the node's own files: same file system, removed with the cluster
 	if err := os.MkdirAll(aside, 0o700); err != nil {
 		return err
 	}
