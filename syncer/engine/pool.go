@@ -454,12 +454,15 @@ func (p *Pool) WaitOnClose(d time.Duration) { p.byeWait = d }
 func (p *Pool) Close() {
 	p.mu.Lock()
 	p.closed = true
-	p.cancel()
 	idle := p.idle
 	p.idle = map[string]*pooled{}
 	p.gen++
 	p.mu.Unlock()
 	p.end(idle)
+	// Only now: the sessions Warm and redial opened live on this context,
+	// so cancelling it first would cut them before their Bye. Dials still
+	// in progress stop here, and a session they open is closed (closed).
+	p.cancel()
 	p.wg.Wait()
 }
 

@@ -406,11 +406,20 @@ func TestPoolWaitOnClose(t *testing.T) {
 		if wait {
 			pool.WaitOnClose(10 * time.Second)
 		}
+		// As a sync does: the session opens while the scan runs (on the
+		// pool's context, which Close ends only after the Bye).
+		pool.Warm("b")
 		r.pushVersion(pool, "one\n", 1)
 		pool.Close()
 		if got := r.exited.Load() == 1; got != wait {
 			t.Errorf("WaitOnClose %v: helper exited before Close returned: %v, want %v", wait, got, wait)
 		}
 		r.serves.Wait()
+		r.mu.Lock()
+		errs := r.errs["b"]
+		r.mu.Unlock()
+		if len(errs) != 1 || errs[0] != nil {
+			t.Errorf("WaitOnClose %v: b's serve ended with %v, want one clean Bye", wait, errs)
+		}
 	}
 }
