@@ -84,7 +84,7 @@ func RunCycle(ctx context.Context, l *Local, st *state.Store, o Cycle) (CycleOut
 		// Sessions open while the scan runs, to the peers it finds work
 		// for: the push after it pays no SSH handshake or helper start.
 		pool = engine.NewPool(l.View, connect, log)
-		pool.WaitOnClose(time.Minute)
+		pool.ForOneRun(time.Minute)
 		defer pool.Close()
 		onDirty = warmer(pool, o.Peers, o.Blocked)
 	}

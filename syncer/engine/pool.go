@@ -40,6 +40,7 @@ type Pool struct {
 	warmErr map[string]error         // why Warm could not open one (the push reports it, or dials once more)
 	gen     int                      // bumped by Drop and Close: older sessions are not kept
 	byeWait time.Duration            // how long a Bye waits for the helper to exit
+	oneRun  bool                     // a sync run's pool: a session ends right after its push
 	closed  bool
 	wg      sync.WaitGroup // idle watchers and redials
 }
@@ -444,11 +445,15 @@ func (p *Pool) Drop() {
 	p.end(idle)
 }
 
-// WaitOnClose makes the pool's Bye wait up to d for each helper to exit
-// (call it before the pool is used). A daemon stopping waits poolByeWait; a
-// sync run waits as a one-shot session did, so that when it returns the
-// peers' helpers are done and their state dbs free for their own commands.
-func (p *Pool) WaitOnClose(d time.Duration) { p.byeWait = d }
+// ForOneRun makes this the pool of a single sync run (call it before the
+// pool is used): the sessions it opens ahead of the pushes end right
+// after their push, in the peer's own goroutine, as a one-shot session
+// does, so one helper's exit overlaps the other peers' pushes; and Close
+// waits up to d for each helper it ends (a warmed session no push used),
+// so that when the run returns the peers' helpers are done and their state
+// dbs free for their own commands. The daemon's pool keeps its sessions
+// and waits poolByeWait at most.
+func (p *Pool) ForOneRun(d time.Duration) { p.oneRun, p.byeWait = true, d }
 
 // Close ends the pool: every session closes, and none opens again.
 func (p *Pool) Close() {

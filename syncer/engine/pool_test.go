@@ -393,33 +393,65 @@ func TestPoolWarm(t *testing.T) {
 	r.storeFree("b")
 }
 
-// A sync run's pool (WaitOnClose) returns from Close only once the peers'
-// helpers exited, as a one-shot session did; the daemon's waits
-// poolByeWait at most.
-func TestPoolWaitOnClose(t *testing.T) {
+// A sync run's pool (ForOneRun) ends each session right after its push,
+// as a one-shot session did: the push returns once the peer's helper
+// exited (its state db free), so with many peers one helper's exit
+// overlaps the others' pushes; a session warmed but not used ends at
+// Close, which waits for its helper too. The daemon's pool keeps the
+// session and its Close waits poolByeWait at most.
+func TestPoolForOneRun(t *testing.T) {
 	defer func(d time.Duration) { poolByeWait = d }(poolByeWait)
 	poolByeWait = 100 * time.Millisecond
-	for _, wait := range []bool{false, true} {
+	for _, oneRun := range []bool{false, true} {
 		r := newPoolRig(t, "a", "b")
 		r.exitDelay = 500 * time.Millisecond
 		pool := r.newPool()
-		if wait {
-			pool.WaitOnClose(10 * time.Second)
+		if oneRun {
+			pool.ForOneRun(10 * time.Second)
 		}
 		// As a sync does: the session opens while the scan runs (on the
 		// pool's context, which Close ends only after the Bye).
 		pool.Warm("b")
 		r.pushVersion(pool, "one\n", 1)
+		if got := r.exited.Load() == 1; got != oneRun {
+			t.Errorf("ForOneRun %v: helper exited when the push returned: %v, want %v", oneRun, got, oneRun)
+		}
+		if got := len(pool.Open()) == 0; got != oneRun {
+			t.Errorf("ForOneRun %v: sessions left open after the push: %v", oneRun, pool.Open())
+		}
+		if oneRun {
+			r.storeFree("b")
+		}
 		pool.Close()
-		if got := r.exited.Load() == 1; got != wait {
-			t.Errorf("WaitOnClose %v: helper exited before Close returned: %v, want %v", wait, got, wait)
+		if got := r.exited.Load() == 1; got != oneRun {
+			t.Errorf("ForOneRun %v: helper exited before Close returned: %v, want %v", oneRun, got, oneRun)
 		}
 		r.serves.Wait()
 		r.mu.Lock()
 		errs := r.errs["b"]
 		r.mu.Unlock()
 		if len(errs) != 1 || errs[0] != nil {
-			t.Errorf("WaitOnClose %v: b's serve ended with %v, want one clean Bye", wait, errs)
+			t.Errorf("ForOneRun %v: b's serve ended with %v, want one clean Bye", oneRun, errs)
 		}
 	}
+
+	// Warmed, never used (the push found nothing for b after all): Close
+	// ends it and waits for the helper.
+	r := newPoolRig(t, "a", "b")
+	r.exitDelay = 500 * time.Millisecond
+	pool := r.newPool()
+	pool.ForOneRun(10 * time.Second)
+	pool.Warm("b")
+	deadline := time.Now().Add(5 * time.Second)
+	for !slices.Contains(pool.Open(), "b") {
+		if time.Now().After(deadline) {
+			t.Fatal("no session to b 5 s after Warm")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	pool.Close()
+	if r.exited.Load() != 1 {
+		t.Error("a warmed session's helper still ran when Close returned")
+	}
+	r.storeFree("b")
 }

@@ -450,7 +450,7 @@ var errStaleSession = errors.New("pooled session had ended")
 
 // pushOnce runs the push of plan p to its peer over a new session, or over
 // ps, a session from the pool (left open for the next push if all went
-// well).
+// well, unless the pool serves a single run: see Pool.ForOneRun).
 func pushOnce(ctx context.Context, o *Options, p *plan, res PeerResult, outMu *sync.Mutex, log *slog.Logger, host config.Host, ps *pooled) PeerResult {
 	peer := p.peer
 	var ch Channel
@@ -525,7 +525,7 @@ func pushOnce(ctx context.Context, o *Options, p *plan, res PeerResult, outMu *s
 	switch {
 	case err != nil:
 		ch.Close()
-	case ps != nil && ps.persistent():
+	case ps != nil && ps.persistent() && !o.Pool.oneRun:
 		keep = true // no Bye: the session waits for the next push
 	default:
 		_ = c.Send(proto.Bye{})
