@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -160,10 +159,9 @@ func warmer(pool *engine.Pool, only []string, blocked map[string]string) func([]
 			if _, ok := blocked[p]; ok {
 				continue
 			}
-			if len(only) > 0 && !slices.ContainsFunc(only, func(o string) bool { return strings.EqualFold(o, p) }) {
-				continue
+			if engine.InPeers(only, p) {
+				pool.Warm(p)
 			}
-			pool.Warm(p)
 		}
 	}
 }

@@ -61,3 +61,22 @@ ha { cluster-ip 192.168.85.1; }
 		}
 	}
 }
+
+func TestInPeers(t *testing.T) {
+	for _, c := range []struct {
+		only []string
+		peer string
+		want bool
+	}{
+		{nil, "node2", true},
+		{[]string{"node2"}, "node2", true},
+		{[]string{"Node2"}, "node2", true},
+		{[]string{"node3"}, "node2", false},
+		{[]string{"node3", "NODE2"}, "node2", true},
+		{[]string{"node"}, "node2", false},
+	} {
+		if got := InPeers(c.only, c.peer); got != c.want {
+			t.Errorf("InPeers(%q, %q) = %v, want %v", c.only, c.peer, got, c.want)
+		}
+	}
+}

@@ -162,6 +162,12 @@ func firstN(s []string, n int) []string {
 	return s
 }
 
+// InPeers reports whether a run limited to only (sync --peers; empty: every
+// peer) pushes to peer. Host names compare case-insensitively.
+func InPeers(only []string, peer string) bool {
+	return len(only) == 0 || slices.ContainsFunc(only, func(o string) bool { return strings.EqualFold(o, peer) })
+}
+
 // Push sends every dirty entry to its peer, peers concurrently.
 func Push(ctx context.Context, o Options) (Result, error) {
 	if o.Log == nil {
@@ -174,19 +180,7 @@ func Push(ctx context.Context, o Options) (Result, error) {
 	if o.Handoff != nil || o.Mark != nil {
 		peers = unionPeers(peers, o.View)
 	}
-	if len(o.Peers) > 0 {
-		want := map[string]bool{}
-		for _, p := range o.Peers {
-			want[strings.ToLower(p)] = true
-		}
-		var keep []string
-		for _, p := range peers {
-			if want[strings.ToLower(p)] {
-				keep = append(keep, p)
-			}
-		}
-		peers = keep
-	}
+	peers = slices.DeleteFunc(peers, func(p string) bool { return !InPeers(o.Peers, p) })
 	var groups map[string]bool
 	if len(o.Groups) > 0 {
 		groups = map[string]bool{}
