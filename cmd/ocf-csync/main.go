@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"runtime/pprof"
+	"runtime/trace"
 	"syscall"
 
 	"ocf-csync/syncer/state"
@@ -41,6 +42,19 @@ func run() int {
 		} else {
 			defer f.Close()
 			defer pprof.StopCPUProfile()
+		}
+	}
+	// Hidden: OCF_CSYNC_TRACE=FILE writes an execution trace (where the
+	// wall time goes: go tool trace -pprof=syscall|sync|net FILE).
+	if p := os.Getenv("OCF_CSYNC_TRACE"); p != "" {
+		if f, err := os.Create(p); err != nil {
+			fmt.Fprintf(os.Stderr, "ocf-csync: warning: trace: %v\n", err)
+		} else if err := trace.Start(f); err != nil {
+			fmt.Fprintf(os.Stderr, "ocf-csync: warning: trace: %v\n", err)
+			f.Close()
+		} else {
+			defer f.Close()
+			defer trace.Stop()
 		}
 	}
 	if p := os.Getenv("OCF_CSYNC_MEMPROFILE"); p != "" {

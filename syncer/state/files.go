@@ -189,6 +189,7 @@ func (s *Store) DirtyEntries(peer string, fn func(e *DirtyEntry) error) error {
 		bit := txn.NewIterator(badger.IteratorOptions{Prefix: bpfx})
 		defer bit.Close()
 		bit.Seek(bpfx)
+		basesDone := !bit.ValidForPrefix(bpfx)
 		fit := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{pfxFile}})
 		defer fit.Close()
 		fit.Seek([]byte{pfxFile})
@@ -206,9 +207,16 @@ func (s *Store) DirtyEntries(peer string, fn func(e *DirtyEntry) error) error {
 				return s.readErr([]byte(e.Path), err)
 			}
 			e.Exists = found
-			bkey = append(append(bkey[:0], bpfx...), e.Path...)
-			if e.HasBase, err = seekTo(bit, bkey, bpfx, e.Base.UnmarshalBinary); err != nil {
-				return s.readErr([]byte(e.Path), err)
+			// Base keys sort as the dirty ones do (same path after a prefix
+			// of one length): once bit has run out, no later path has a
+			// base, and a Seek per path (a first push: no bases at all)
+			// would only find that out again.
+			if !basesDone {
+				bkey = append(append(bkey[:0], bpfx...), e.Path...)
+				if e.HasBase, err = seekTo(bit, bkey, bpfx, e.Base.UnmarshalBinary); err != nil {
+					return s.readErr([]byte(e.Path), err)
+				}
+				basesDone = !bit.ValidForPrefix(bpfx)
 			}
 			g.inFn = true
 			err = fn(&e)

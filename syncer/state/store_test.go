@@ -42,7 +42,7 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-func openT(t *testing.T, dir string) *Store {
+func openT(t testing.TB, dir string) *Store {
 	t.Helper()
 	s, err := Open(context.Background(), Options{Dir: dir, Node: "n1", LockTimeout: time.Second})
 	if err != nil {
@@ -946,6 +946,15 @@ func TestDirtyEntries(t *testing.T) {
 	b.MarkDirty("p2", "/a", DirtyRecord{})
 	b.PutBase("p", "/z", reg(5, 1))
 	b.MarkDirty("p", "/z", DirtyRecord{})
+	// After the last base: the base iterator has run out.
+	b.PutFile("/zz", reg(8, 1))
+	b.MarkDirty("p", "/zz", DirtyRecord{})
+	// A peer with no base at all (a first push), and one whose only base
+	// sorts after its dirty paths.
+	b.MarkDirty("p3", "/c", DirtyRecord{})
+	b.MarkDirty("p3", "/zz", DirtyRecord{})
+	b.MarkDirty("p4", "/c", DirtyRecord{})
+	b.PutBase("p4", "/zzz", reg(6, 1))
 	if err := b.Commit(); err != nil {
 		t.Fatal(err)
 	}
@@ -967,8 +976,22 @@ func TestDirtyEntries(t *testing.T) {
 		{"/c", true, true, false, 3, 0},
 		{"/d", false, false, true, 0, 4},
 		{"/z", false, false, true, 0, 5},
+		{"/zz", false, true, false, 8, 0},
 	}
 	if err != nil || !slices.Equal(all, want) {
 		t.Fatalf("DirtyEntries = %+v, %v; want %+v", all, err, want)
+	}
+	for peer, want := range map[string][]got{
+		"p3": {{"/c", false, true, false, 3, 0}, {"/zz", false, true, false, 8, 0}},
+		"p4": {{"/c", false, true, false, 3, 0}},
+	} {
+		all = nil
+		err := s.DirtyEntries(peer, func(e *DirtyEntry) error {
+			all = append(all, got{e.Path, e.Dirty.Forced, e.Exists, e.HasBase, e.File.Size, e.Base.Size})
+			return nil
+		})
+		if err != nil || !slices.Equal(all, want) {
+			t.Errorf("DirtyEntries(%s) = %+v, %v; want %+v", peer, all, err, want)
+		}
 	}
 }
