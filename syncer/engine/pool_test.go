@@ -139,6 +139,18 @@ func (r *poolRig) pushVersion(pool *Pool, body string, wantDials int32) {
 	}
 }
 
+// waitOpen waits up to 5 s for pool to hold an idle session to peer.
+func waitOpen(t *testing.T, pool *Pool, peer string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !slices.Contains(pool.Open(), peer) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no session to %s 5 s after Warm", peer)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // storeFree checks that the peer's state db can be taken now, as its own
 // status or cron sync would.
 func (r *poolRig) storeFree(peer string) {
@@ -380,13 +392,7 @@ func TestPoolWarm(t *testing.T) {
 	// or cron sync goes ahead.
 	pool.Drop()
 	pool.Warm("b")
-	deadline := time.Now().Add(5 * time.Second)
-	for !slices.Contains(pool.Open(), "b") {
-		if time.Now().After(deadline) {
-			t.Fatal("no session to b 5 s after Warm")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitOpen(t, pool, "b")
 	if n := r.dials["b"].Load(); n != 2 {
 		t.Errorf("connections to b after Drop and Warm: %d, want 2", n)
 	}
@@ -442,13 +448,7 @@ func TestPoolForOneRun(t *testing.T) {
 	pool := r.newPool()
 	pool.ForOneRun(10 * time.Second)
 	pool.Warm("b")
-	deadline := time.Now().Add(5 * time.Second)
-	for !slices.Contains(pool.Open(), "b") {
-		if time.Now().After(deadline) {
-			t.Fatal("no session to b 5 s after Warm")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitOpen(t, pool, "b")
 	pool.Close()
 	if r.exited.Load() != 1 {
 		t.Error("a warmed session's helper still ran when Close returned")
