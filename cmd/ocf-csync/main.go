@@ -5,7 +5,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -32,31 +31,11 @@ func run() int {
 		debug.SetMemoryLimit(defaultMemoryLimit)
 		state.MemoryLimitBase = defaultMemoryLimit
 	}
-	// Hidden: OCF_CSYNC_CPUPROFILE=FILE writes a CPU profile (make bench -profile).
-	if p := os.Getenv("OCF_CSYNC_CPUPROFILE"); p != "" {
-		if f, err := os.Create(p); err != nil {
-			fmt.Fprintf(os.Stderr, "ocf-csync: warning: cpu profile: %v\n", err)
-		} else if err := pprof.StartCPUProfile(f); err != nil {
-			fmt.Fprintf(os.Stderr, "ocf-csync: warning: cpu profile: %v\n", err)
-			f.Close()
-		} else {
-			defer f.Close()
-			defer pprof.StopCPUProfile()
-		}
-	}
-	// Hidden: OCF_CSYNC_TRACE=FILE writes an execution trace (where the
-	// wall time goes: go tool trace -pprof=syscall|sync|net FILE).
-	if p := os.Getenv("OCF_CSYNC_TRACE"); p != "" {
-		if f, err := os.Create(p); err != nil {
-			fmt.Fprintf(os.Stderr, "ocf-csync: warning: trace: %v\n", err)
-		} else if err := trace.Start(f); err != nil {
-			fmt.Fprintf(os.Stderr, "ocf-csync: warning: trace: %v\n", err)
-			f.Close()
-		} else {
-			defer f.Close()
-			defer trace.Stop()
-		}
-	}
+	// Hidden, for make bench: OCF_CSYNC_CPUPROFILE=FILE writes a CPU
+	// profile, OCF_CSYNC_TRACE=FILE an execution trace (where the wall time
+	// goes: go tool trace -pprof=syscall|sync|net FILE).
+	defer record("OCF_CSYNC_CPUPROFILE", "cpu profile", pprof.StartCPUProfile, pprof.StopCPUProfile)()
+	defer record("OCF_CSYNC_TRACE", "trace", trace.Start, trace.Stop)()
 	if p := os.Getenv("OCF_CSYNC_MEMPROFILE"); p != "" {
 		defer memProfile(p)()
 	}

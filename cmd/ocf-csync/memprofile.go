@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"runtime/metrics"
 	"runtime/pprof"
@@ -82,4 +83,23 @@ func memProfile(path string) (stop func()) {
 		_, s := read()
 		_ = os.WriteFile(path+".metrics", []byte("at the highest live heap:\n"+atPeak+"\nat exit:\n"+s), 0o644)
 	}
+}
+
+// record starts a recorder (profile or trace) into the file named by the
+// environment variable env, if set; the returned func stops it. A failure
+// is a warning: the command runs anyway.
+func record(env, what string, start func(io.Writer) error, stop func()) func() {
+	p := os.Getenv(env)
+	if p == "" {
+		return func() {}
+	}
+	f, err := os.Create(p)
+	if err == nil {
+		if err = start(f); err == nil {
+			return func() { stop(); f.Close() }
+		}
+		f.Close()
+	}
+	fmt.Fprintf(os.Stderr, "ocf-csync: warning: %s: %v\n", what, err)
+	return func() {}
 }
